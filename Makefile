@@ -1,0 +1,25 @@
+# The README's commands. `make demo` and `make test` each set up a fresh machine first.
+VENV := .venv/bin
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
+
+.PHONY: setup demo test test-fast bench clean-demo
+
+setup:
+	bash scripts/setup.sh
+
+# The whole demo grid on the CPU: train every agent on two tasks x 2 seeds, aggregate, plot, report.
+demo: setup
+	$(VENV)/snakemake --cores 2 --configfile config/demo.yaml all
+	$(VENV)/snakemake --cores 2 --configfile config/demo.yaml --report results/report.html
+
+# The whole test suite, the real SLURM cluster included.
+test:
+	bash scripts/setup.sh --slurm
+	$(VENV)/python -m pytest -ra
+
+# Everything but the cluster and the minute-long training runs.
+test-fast: setup
+	$(VENV)/python -m pytest -ra -m "not slurm and not slow"
+
+bench: setup
+	$(VENV)/python -m drm.bench

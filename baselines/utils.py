@@ -1,0 +1,134 @@
+"""Pieces every DrQ-v2-family agent shares, as in DrQ-v2's `utils.py`."""
+import re
+
+import torch
+from torch import nn
+
+
+def weight_init(m: nn.Module) -> None:
+    """DrQ-v2's init: orthogonal Linear (gain 1) and Conv (ReLU gain), zero biases."""
+    if isinstance(m, nn.Linear):
+        nn.init.orthogonal_(m.weight.data)
+        if m.bias is not None:
+            m.bias.data.fill_(0.0)
+    elif isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.orthogonal_(m.weight.data, nn.init.calculate_gain("relu"))
+        if m.bias is not None:
+            m.bias.data.fill_(0.0)
+
+
+def soft_update_params(net: nn.Module, target_net: nn.Module, tau: float) -> None:
+    with torch.no_grad():
+        for param, target_param in zip(net.parameters(), target_net.parameters()):
+            target_param.data.lerp_(param.data, tau)
+
+
+_LINEAR = re.compile(r"linear\((.+),(.+),(.+)\)")
+_STEP_LINEAR = re.compile(r"step_linear\((.+),(.+),(.+),(.+),(.+)\)")
+
+
+def check_schedule(schedule: str) -> None:
+    """Refuse a schedule string `schedule()` would not understand, naming the accepted forms."""
+    try:
+        float(schedule)
+        return
+    except ValueError:
+        pass
+    if not (_LINEAR.fullmatch(schedule) or _STEP_LINEAR.fullmatch(schedule)):
+        raise ValueError(
+            f"stddev_schedule {schedule!r} is not a number, 'linear(init,final,duration)' "
+            "or 'step_linear(init,final1,duration1,final2,duration2)'"
+        )
+
+
+def schedule(schdl: str | float, step: int) -> float:
+    """DrQ-v2's exploration schedule; durations count agent steps, not frames."""
+    try:
+        return float(schdl)
+    except ValueError:
+        pass
+    match = _LINEAR.fullmatch(schdl)
+    if match:
+        init, final, duration = (float(g) for g in match.groups())
+        mix = min(max(step / duration, 0.0), 1.0)
+        return (1.0 - mix) * init + mix * final
+    match = _STEP_LINEAR.fullmatch(schdl)
+    if match:
+        init, final1, duration1, final2, duration2 = (float(g) for g in match.groups())
+        if step <= duration1:
+            mix = min(max(step / duration1, 0.0), 1.0)
+            return (1.0 - mix) * init + mix * final1
+        mix = min(max((step - duration1) / duration2, 0.0), 1.0)
+        return (1.0 - mix) * final1 + mix * final2
+    raise ValueError(f"unknown stddev schedule {schdl!r}")
+
+
+class TruncatedNormal:
+    """DrQ-v2's policy distribution: Gaussian noise, optionally clipped, then the action is
+    clamped to (-1, 1) with a straight-through gradient."""
+
+    def __init__(self, loc: torch.Tensor, scale: torch.Tensor, low=-1.0, high=1.0, eps=1e-6):
+        self.loc, self.scale = loc, scale
+        self.low, self.high, self.eps = low, high, eps
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.loc
+
+    def _clamp(self, x: torch.Tensor) -> torch.Tensor:
+        clamped = torch.clamp(x, self.low + self.eps, self.high - self.eps)
+        return x - x.detach() + clamped.detach()
+
+    def sample(self, clip: float | None = None) -> torch.Tensor:
+        noise = torch.randn_like(self.loc) * self.scale
+        if clip is not None:
+            noise = torch.clamp(noise, -clip, clip)
+        return self._clamp(self.loc + noise)
+
+
+class RandomShiftsAug(nn.Module):
+    """DrQ-v2's random shift: replicate-pad by `pad`, then a random whole-pixel shift per sample.
+
+    The official code resamples with `grid_sample` on a grid moved by whole pixels, which is
+    exactly a crop of the padded image; cropping by indexing gives the same values, faster on
+    the CPU (tests/test_drqv2.py checks the equality)."""
+
+    def __init__(self, pad: int):
+        super().__init__()
+        self.pad = pad
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        assert h == w
+        x = nn.functional.pad(x, (self.pad,) * 4, mode="replicate")
+        shift = torch.randint(0, 2 * self.pad + 1, size=(n, 1, 1, 2), device=x.device)
+        rows = shift[:, 0, 0, 1, None] + torch.arange(h, device=x.device)  # y shift
+        cols = shift[:, 0, 0, 0, None] + torch.arange(w, device=x.device)  # x shift
+        batch = torch.arange(n, device=x.device)[:, None, None, None]
+        chan = torch.arange(c, device=x.device)[None, :, None, None]
+        return x[batch, chan, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+class Agent:
+    """Snapshot support for agents: every module and optimizer attribute, plus the scalar
+    attributes a subclass names in `STATE_SCALARS`, round-trips through `state_dict`."""
+
+    STATE_SCALARS: tuple[str, ...] = ()
+
+    def _stateful(self):
+        return {
+            name: obj
+            for name, obj in vars(self).items()
+            if isinstance(obj, (nn.Module, torch.optim.Optimizer))
+        }
+
+    def state_dict(self) -> dict:
+        state = {name: obj.state_dict() for name, obj in self._stateful().items()}
+        state.update({name: getattr(self, name) for name in self.STATE_SCALARS})
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        for name, obj in self._stateful().items():
+            obj.load_state_dict(state[name])
+        for name in self.STATE_SCALARS:
+            setattr(self, name, state[name])

@@ -1,0 +1,76 @@
+"""Resolving and checking a training cell's config before anything expensive starts."""
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from drm import presets
+
+AGENTS = ("drqv2", "drm", "alix")
+# Keys that may differ between the start and the resumption of one run.
+RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames")
+
+
+def resolve(cfg: DictConfig) -> DictConfig:
+    """Fill keys left at null from the task's official settings; user values win."""
+    from drm.dmc import parse_task
+
+    if cfg.agent.name not in AGENTS:
+        raise ValueError(f"unknown agent {cfg.agent.name!r}; valid agents: {', '.join(AGENTS)}")
+    parse_task(cfg.task)
+    with open_dict(cfg):
+        for key, value in presets.task_settings(cfg.agent.name, cfg.task).items():
+            if OmegaConf.select(cfg, key) is None:
+                OmegaConf.update(cfg, key, value, merge=False)
+    OmegaConf.resolve(cfg)
+    check(cfg)
+    return cfg
+
+
+def _require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r} is invalid: must be {allowed}")
+
+
+def check(cfg: DictConfig) -> None:
+    """Refuse impossible numbers with the key, the value and what would be accepted."""
+    from baselines.utils import check_schedule
+
+    for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "batch_size",
+                "replay_buffer_size", "nstep", "action_repeat", "frame_stack", "episode_frames",
+                "snapshot_every_frames", "update_every_steps", "feature_dim"):
+        _require(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
+    _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    _require(isinstance(cfg.num_seed_frames, int) and 0 <= cfg.num_seed_frames <= cfg.num_train_frames,
+             "num_seed_frames", cfg.num_seed_frames,
+             f"an integer in [0, num_train_frames={cfg.num_train_frames}]")
+    _require(cfg.batch_size <= cfg.replay_buffer_size, "batch_size", cfg.batch_size,
+             f"<= replay_buffer_size={cfg.replay_buffer_size}")
+    _require(0.0 < cfg.discount <= 1.0, "discount", cfg.discount, "in (0, 1]")
+    _require(cfg.lr > 0, "lr", cfg.lr, "> 0")
+    _require(cfg.episode_frames % cfg.action_repeat == 0
+             and cfg.episode_frames // cfg.action_repeat > cfg.nstep,
+             "episode_frames", cfg.episode_frames,
+             f"a multiple of action_repeat={cfg.action_repeat} longer than nstep={cfg.nstep} agent steps")
+    _require(str(cfg.device) in ("auto", "cpu", "cuda") or str(cfg.device).startswith("cuda:"),
+             "device", cfg.device, "auto, cpu, cuda or cuda:N")
+    _require(str(cfg.progress) in ("auto", "True", "False"), "progress", cfg.progress,
+             "auto, true or false")
+    try:
+        check_schedule(str(cfg.stddev_schedule))
+    except ValueError as err:
+        raise ValueError(f"stddev_schedule: {err}") from None
+
+
+def comparable(cfg: DictConfig | dict) -> dict:
+    """The part of a config that decides a run's results (what resuming must not change)."""
+    data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+    return {k: v for k, v in data.items() if k not in RUN_INVARIANT}
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} (on disk) vs {b!r} (now)")
+    return out

@@ -1,0 +1,92 @@
+"""Replay that stores every 3x84x84 frame once, in one ring over time steps.
+
+DrQ-v2 stores 9-channel stacks per episode file (63.5 KB a transition); here a frame costs
+21,168 B and stacks and n-step returns are rebuilt when sampling. Time steps keep DrQ-v2's
+layout: a reset step (dummy action, no reward) starts each episode, and step g+1 holds the
+action taken at g and the reward and discount that followed. A transition starts at a time
+step g and needs g+n in the same episode; stacks never reach before the episode's first
+frame (it is repeated, as the environment's frame stack does). Sampling is uniform over the
+valid transitions still in the ring.
+"""
+import numpy as np
+
+from drm.dmc import TimeStep
+
+
+class ReplayBuffer:
+    def __init__(self, capacity: int, frame_shape, action_shape, frame_stack: int, nstep: int,
+                 discount: float, seed: int):
+        self.capacity, self.frame_stack, self.nstep, self.discount = capacity, frame_stack, nstep, discount
+        self.frames = np.empty((capacity, *frame_shape), dtype=np.uint8)
+        self.actions = np.empty((capacity, *action_shape), dtype=np.float32)
+        self.rewards = np.empty(capacity, dtype=np.float32)
+        self.discounts = np.empty(capacity, dtype=np.float32)
+        self.episode_start = np.empty(capacity, dtype=np.int64)  # global index of the episode's first step
+        self.total = 0  # time steps ever added; the next one's global index
+        self.rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def bytes_per_step(frame_shape, action_shape) -> int:
+        return int(np.prod(frame_shape)) + 4 * int(np.prod(action_shape)) + 4 + 4 + 8
+
+    def __len__(self) -> int:
+        return min(self.total, self.capacity)
+
+    def add(self, ts: TimeStep) -> None:
+        g = self.total
+        i = g % self.capacity
+        self.frames[i] = ts.frame
+        self.actions[i] = ts.action
+        self.rewards[i] = ts.reward
+        self.discounts[i] = ts.discount
+        self.episode_start[i] = g if ts.first else self.episode_start[(g - 1) % self.capacity]
+        self.total += 1
+
+    def _valid(self, g: np.ndarray) -> np.ndarray:
+        cap, oldest = self.capacity, max(0, self.total - self.capacity)
+        start = self.episode_start[g % cap]
+        same_episode = self.episode_start[(g + self.nstep) % cap] == start
+        stack_kept = np.maximum(g - self.frame_stack + 1, start) >= oldest
+        return same_episode & stack_kept
+
+    def _stack(self, g: np.ndarray, start: np.ndarray) -> np.ndarray:
+        offsets = np.arange(-self.frame_stack + 1, 1)
+        idx = np.maximum(g[:, None] + offsets, start[:, None]) % self.capacity
+        frames = self.frames[idx]  # (B, stack, 3, H, W)
+        return frames.reshape(len(g), -1, *frames.shape[3:])
+
+    def sample(self, batch_size: int):
+        """(obs, action, n-step reward, gamma^n * env discounts, next_obs) as numpy arrays."""
+        low, high = max(0, self.total - self.capacity), self.total - self.nstep  # g in [low, high)
+        if high <= low:
+            raise RuntimeError("replay holds no complete n-step transition yet")
+        g = self.rng.integers(low, high, size=batch_size)
+        for _ in range(1000):
+            bad = ~self._valid(g)
+            if not bad.any():
+                break
+            g[bad] = self.rng.integers(low, high, size=int(bad.sum()))
+        else:
+            raise RuntimeError("replay holds no valid transition (episodes shorter than nstep?)")
+        cap = self.capacity
+        start = self.episode_start[g % cap]
+        reward = np.zeros(batch_size, dtype=np.float32)
+        discount = np.ones(batch_size, dtype=np.float32)
+        for k in range(1, self.nstep + 1):
+            reward += discount * self.rewards[(g + k) % cap]
+            discount *= self.discounts[(g + k) % cap] * self.discount
+        return (self._stack(g, start), self.actions[(g + 1) % cap], reward[:, None],
+                discount[:, None], self._stack(g + self.nstep, start))
+
+    def state_dict(self) -> dict:
+        n = len(self)
+        return {"total": self.total, "rng": self.rng.bit_generator.state,
+                **{k: getattr(self, k)[:n].copy() for k in
+                   ("frames", "actions", "rewards", "discounts", "episode_start")}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.total = state["total"]
+        self.rng.bit_generator.state = state["rng"]
+        n = len(self)
+        for k in ("frames", "actions", "rewards", "discounts", "episode_start"):
+            getattr(self, k)[:n] = state[k]
