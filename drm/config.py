@@ -1,7 +1,11 @@
 """Resolving and checking a training cell's config before anything expensive starts."""
+from pathlib import Path
+
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from drm import presets
+
+CFG_DIR = Path(__file__).resolve().parent / "cfg"
 
 AGENTS = ("drqv2", "drm", "alix")
 # Keys that may differ between the start and the resumption of one run.
@@ -22,6 +26,28 @@ def resolve(cfg: DictConfig) -> DictConfig:
     OmegaConf.resolve(cfg)
     check(cfg)
     return cfg
+
+
+def compose(agent: str, task: str, overrides: dict) -> DictConfig:
+    """The resolved config `python -m drm.train agent=.. task=.. key=value..` would run with,
+    built without Hydra so the workflow can check every cell before submitting any."""
+    if agent not in AGENTS:
+        raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
+    base = OmegaConf.load(CFG_DIR / "config.yaml")
+    for key in ("defaults", "hydra"):
+        base.pop(key)
+    cfg = OmegaConf.merge({"agent": OmegaConf.load(CFG_DIR / "agent" / f"{agent}.yaml")}, base)
+    cfg.task, cfg.out_dir = task, "."
+    OmegaConf.set_struct(cfg, True)
+    for key, value in overrides.items():
+        if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
+            raise ValueError(f"unknown config key {key!r} (value {value!r}); see drm/cfg/config.yaml "
+                             f"and drm/cfg/agent/{agent}.yaml for the keys")
+        OmegaConf.update(cfg, key, value, merge=False)
+    return resolve(cfg)
+
+
+_ABSENT = object()
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

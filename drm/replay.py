@@ -8,6 +8,9 @@ step g and needs g+n in the same episode; stacks never reach before the episode'
 frame (it is repeated, as the environment's frame stack does). Sampling is uniform over the
 valid transitions still in the ring.
 """
+import os
+from pathlib import Path
+
 import numpy as np
 
 from drm.dmc import TimeStep
@@ -78,15 +81,44 @@ class ReplayBuffer:
         return (self._stack(g, start), self.actions[(g + 1) % cap], reward[:, None],
                 discount[:, None], self._stack(g + self.nstep, start))
 
-    def state_dict(self) -> dict:
-        n = len(self)
-        return {"total": self.total, "rng": self.rng.bit_generator.state,
-                **{k: getattr(self, k)[:n].copy() for k in
-                   ("frames", "actions", "rewards", "discounts", "episode_start")}}
+    # Snapshots: the ring only ever appends, so each snapshot writes just the steps added since
+    # the previous one, as an immutable chunk file; a resumed run reads the chunks it needs.
+    FIELDS = ("frames", "actions", "rewards", "discounts", "episode_start")
 
-    def load_state_dict(self, state: dict) -> None:
-        self.total = state["total"]
-        self.rng.bit_generator.state = state["rng"]
-        n = len(self)
-        for k in ("frames", "actions", "rewards", "discounts", "episode_start"):
-            getattr(self, k)[:n] = state[k]
+    def save_chunks(self, directory: Path, saved_total: int) -> None:
+        """Write the steps [saved_total, total) that are still in the ring."""
+        directory.mkdir(parents=True, exist_ok=True)
+        oldest = max(0, self.total - self.capacity)
+        start = max(saved_total, oldest)
+        if start < self.total:
+            idx = np.arange(start, self.total) % self.capacity
+            tmp = directory / f"{start:012d}-{self.total:012d}.tmp.npz"
+            np.savez(tmp, **{k: getattr(self, k)[idx] for k in self.FIELDS})
+            os.replace(tmp, directory / tmp.name.replace(".tmp", ""))
+
+    def prune_chunks(self, directory: Path) -> None:
+        """Drop chunks that fell out of the ring (only once a snapshot no longer needs them)."""
+        for path, (_, end) in self._chunks(directory):
+            if end <= max(0, self.total - self.capacity):
+                path.unlink()
+
+    def load_chunks(self, directory: Path, total: int) -> None:
+        """Refill the ring as it was when `total` steps had been added."""
+        self.total = total
+        oldest = max(0, total - self.capacity)
+        for path, (start, end) in self._chunks(directory):
+            if start >= total:  # written by a snapshot that never completed
+                path.unlink()
+                continue
+            with np.load(path) as chunk:
+                steps = np.arange(start, end)
+                keep = (steps >= oldest) & (steps < total)
+                for k in self.FIELDS:
+                    getattr(self, k)[steps[keep] % self.capacity] = chunk[k][keep]
+
+    @staticmethod
+    def _chunks(directory: Path):
+        for path in sorted(directory.glob("*-*.npz")):
+            if ".tmp" not in path.name:
+                start, end = path.stem.split("-")
+                yield path, (int(start), int(end))

@@ -18,11 +18,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drm.stats import DMC_TASKS, MAX_RETURN
+from drm.stats import DMC_TASKS, HARNESS, MAX_RETURN
 
 log = logging.getLogger(__name__)
 
-HARNESS = "harness"  # the `source` of the harness's own runs
 TIDY_COLUMNS = ["source", "agent", "task", "seed", "frame", "episode_reward", "dormant_ratio"]
 SKIPPED_COLUMNS = ["source", "agent", "task", "seed", "path", "line", "problem"]
 FORMATS = {
@@ -34,7 +33,7 @@ FORMATS = {
 
 
 class RunFileError(ValueError):
-    """A run file the statistics cannot use; `run` is None when the whole file is unusable."""
+    """A run file the statistics cannot use: `run` is (source, agent, task, seed) where known."""
 
     def __init__(self, path, line: int | None, problem: str, run: tuple | None = None):
         self.path, self.line, self.problem, self.run = str(path), line, problem, run
@@ -120,7 +119,7 @@ class _Collector:
     """Raises the first error, or (skip_bad) records it and lets the caller go on."""
 
     def __init__(self, skip_bad: bool):
-        self.skip_bad, self.rows, self.errors = skip_bad, [], []
+        self.skip_bad, self.rows = skip_bad, []
 
     def note(self, run: tuple, path, line, problem: str) -> None:
         source, agent, task, seed = run

@@ -14,23 +14,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-# glibc unmaps every large activation buffer by default; these keep them mapped, which makes a
-# CPU update about 2x faster (harness.md section 4). They must be set before the process starts.
-ALLOCATOR_ENV = {
-    "MALLOC_MMAP_THRESHOLD_": "17179869184",
-    "MALLOC_TRIM_THRESHOLD_": "17179869184",
-    "MALLOC_TOP_PAD_": "1073741824",
-}
-
-
-def _restart_with_allocator_env() -> None:
-    if sys.platform.startswith("linux") and any(k not in os.environ for k in ALLOCATOR_ENV):
-        env = {**ALLOCATOR_ENV, **os.environ}  # a value the user set wins
-        os.execve(sys.executable, [sys.executable, "-m", "drm.train", *sys.argv[1:]], env)
-
+from drm.allocator import restart_with_allocator_env
 
 if __name__ == "__main__":
-    _restart_with_allocator_env()
+    restart_with_allocator_env("drm.train")
 
 import hydra  # noqa: E402
 import numpy as np  # noqa: E402
@@ -104,6 +91,7 @@ class Cell:
         self.last_eval_step = -1
         self.elapsed_before = 0.0
         self.starts = 1
+        self.saved_total = 0  # replay steps already in snapshot chunks
 
     # ---------------------------------------------------------------- out_dir bookkeeping
     def claim_out_dir(self) -> bool:
@@ -135,29 +123,37 @@ class Cell:
 
     # ---------------------------------------------------------------- snapshots
     def save_snapshot(self) -> None:
+        """Replay chunks first, then the state that names how many steps they hold."""
+        self.replay.save_chunks(self.work / "replay", self.saved_total)
         snapshot.save(self.work / "snapshot.pt", {
             "step": self.step, "episode": self.episode,
             "last_snapshot_frame": self.step * self.repeat, "last_eval_step": self.last_eval_step,
             "elapsed": self.elapsed(), "starts": self.starts,
-            "agent": self.agent.state_dict(), "replay": self.replay.state_dict(),
+            "agent": self.agent.state_dict(),
+            "replay_total": self.replay.total, "replay_rng": self.replay.rng.bit_generator.state,
             "rng": snapshot.rng_states(),
             "train_env_rng": self.train_env.get_rng_state(),
             "eval_env_rng": self.eval_env.get_rng_state(),
             "eval_rows": self.eval_log.rows, "train_rows": self.train_log.rows,
         })
         self.last_snapshot_frame = self.step * self.repeat
+        self.saved_total = self.replay.total
+        self.replay.prune_chunks(self.work / "replay")
 
     def restore(self) -> None:
         state = snapshot.load(self.work / "snapshot.pt")
         if state is None:
             self.eval_log.truncate(0)
             self.train_log.truncate(0)
+            shutil.rmtree(self.work / "replay", ignore_errors=True)
             return
         self.step, self.episode = state["step"], state["episode"]
         self.last_snapshot_frame, self.last_eval_step = state["last_snapshot_frame"], state["last_eval_step"]
         self.elapsed_before, self.starts = state["elapsed"], state["starts"] + 1
         self.agent.load_state_dict(state["agent"])
-        self.replay.load_state_dict(state["replay"])
+        self.replay.load_chunks(self.work / "replay", state["replay_total"])
+        self.replay.rng.bit_generator.state = state["replay_rng"]
+        self.saved_total = state["replay_total"]
         snapshot.set_rng_states(state["rng"])
         self.train_env.set_rng_state(state["train_env_rng"])
         self.eval_env.set_rng_state(state["eval_env_rng"])

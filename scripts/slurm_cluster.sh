@@ -194,6 +194,10 @@ do_start() {
   local end=$((SECONDS + START_TIMEOUT)) resumed=0 state
   until node_ready; do
     state=$(node_state)
+    if [ $SECONDS -gt $((end - START_TIMEOUT + 3)) ]; then
+      pid_alive "$DIR/run/slurmctld.pid" || die "slurmctld exited"
+      pid_alive "$DIR/run/slurmd.pid" || die "slurmd exited"
+    fi
     if [ $resumed = 0 ] && [ $SECONDS -gt $((end - START_TIMEOUT + 5)) ] && [[ "$state" =~ down|drain ]]; then
       # A node left DOWN/DRAINED by an earlier run; ReturnToService=2 does not undo a drain.
       log "node $NODE is '$state'; resuming it"

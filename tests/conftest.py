@@ -24,6 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 SLURM_SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch")
+_slurm_skip: list[str] = []  # a failed start is not retried for every test
 
 
 @dataclass(frozen=True)
@@ -49,23 +50,33 @@ def _slurm_script(command: str, timeout: int) -> subprocess.CompletedProcess:
     )
 
 
+def _skip(reason: str):
+    _slurm_skip.append(reason)
+    pytest.skip(reason)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster():
+    if _slurm_skip:
+        pytest.skip(_slurm_skip[0])
     if os.geteuid() != 0:
-        pytest.skip("slurm: needs root (writes /etc/slurm and starts slurmctld/slurmd)")
+        _skip("slurm: needs root (writes /etc/slurm and starts slurmctld/slurmd)")
     missing = [b for b in SLURM_BINARIES if _which(b) is None]
     if missing:
-        pytest.skip(
+        _skip(
             f"slurm: missing {', '.join(missing)}; run `scripts/setup.sh --slurm` "
             "(apt-get install munge slurm-client slurmctld slurmd)"
         )
     was_running = _slurm_script("status", 30).returncode == 0
     start = _slurm_script("start", 120)
     if start.returncode != 0:
+        if not was_running:
+            _slurm_script("stop", 90)  # whatever daemons did start
         errors = [ln for ln in start.stderr.splitlines() if "ERROR" in ln]
-        pytest.skip(
+        _skip(
             f"slurm: the test cluster did not start (exit {start.returncode}): "
-            + ("; ".join(errors) or start.stderr[-2000:])
+            + ("; ".join(errors) or start.stderr[-1000:])
+            + " (run `scripts/slurm_cluster.sh start` to see the daemons' logs)"
         )
     # The script's last stdout line: node=vm cpus=2 memory_mb=22899 gres=gpu:fake:1 partition=debug* ...
     last = start.stdout.strip().splitlines()[-1]

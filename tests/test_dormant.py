@@ -125,7 +125,7 @@ def test_drqv2_actor_layout():
     tau = 0.025
     dormant, total = _by_hand(actor, obs, tau)
     assert total == 15
-    assert dormant >= 5
+    assert dormant == 5  # the live units are well above 2.5% of their layer mean
     ratio = dormant_ratio(actor, (obs, 0.0), tau)
     assert ratio == dormant / 15
     assert ratio == _official_replica(actor, obs, tau)

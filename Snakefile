@@ -1,0 +1,18 @@
+# DrM vs DrQ-v2 and A-LIX on the DeepMind Control Suite from pixels.
+#   snakemake --cores 8 all                                   the grid of config/config.yaml
+#   snakemake --cores 2 all --configfile config/demo.yaml     the CPU demo
+#   snakemake --cores 1 figures                               re-draw figures from cached results
+# The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        rules.plot.output,
+    default_target: True

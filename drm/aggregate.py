@@ -1,0 +1,152 @@
+"""`python -m drm.aggregate`: the workflow's `aggregate` target.
+
+Reads only the `agents`, `tasks`, `seeds` and `aggregate` keys of a workflow config, imports the
+harness's runs and the published data, and writes everything `python -m drm.plot` needs, so
+that figures are re-drawn without re-sampling:
+
+    OUT/tidy.csv        every evaluation of every run (results.TIDY_COLUMNS)
+    OUT/scores.csv      the runs the estimates use: source, agent, task, seed, frames, score
+    OUT/estimates.csv   source, agent, metric, frames, estimate, ci_low, ci_high, reps
+    OUT/skipped.csv     runs left out (bad, unfinished, missing), with file, line and problem
+    OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from drm import results, stats
+
+log = logging.getLogger(__name__)
+
+# Mirrors config/aggregate_defaults.yaml and the `aggregate` section of
+# workflow/schemas/config.schema.yaml (a test checks).
+DEFAULTS = {
+    "frames": None,
+    "last_k": 1,
+    "reps": 50000,
+    "profile_reps": 2000,
+    "seed": 0,
+    "ragged": "resample",
+    "published": [{"name": "drqv2_published", "path": "results/published/drqv2", "format": "drqv2"}],
+    "skip_bad_runs": False,
+    "ours": "drm",
+    "baselines": ["drqv2", "alix"],
+}
+
+
+def _positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def settings(section: dict | None) -> dict:
+    """The `aggregate:` section over DEFAULTS, checked so a typo fails before any sampling."""
+    section = dict(section or {})
+    unknown = sorted(set(section) - set(DEFAULTS))
+    if unknown:
+        raise ValueError(f"aggregate: unknown key(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(DEFAULTS)}")
+    s = {**DEFAULTS, **section}
+    frames = s["frames"]
+    if not (frames is None or _positive_int(frames) or (
+            isinstance(frames, dict) and all(_positive_int(v) for v in frames.values()))):
+        raise ValueError(f"aggregate.frames must be null, a positive int or {{task: int}}, not {frames!r}")
+    for key in ("last_k", "reps", "profile_reps"):
+        if not _positive_int(s[key]):
+            raise ValueError(f"aggregate.{key} must be a positive int, not {s[key]!r}")
+    if not isinstance(s["seed"], int) or s["seed"] < 0:
+        raise ValueError(f"aggregate.seed must be an int >= 0, not {s['seed']!r}")
+    if s["ragged"] not in stats.RAGGED_POLICIES:
+        raise ValueError(f"aggregate.ragged must be one of {stats.RAGGED_POLICIES}, not {s['ragged']!r}")
+    for source in s["published"]:
+        if not isinstance(source, dict) or not {"name", "path"} <= set(source) or \
+                source.get("format", "tidy") not in results.FORMATS or source["name"] == stats.HARNESS:
+            raise ValueError(f"aggregate.published entries need name (not {stats.HARNESS!r}), path and "
+                             f"format in {sorted(results.FORMATS)}; got {source!r}")
+    if not isinstance(s["baselines"], list):
+        raise ValueError(f"aggregate.baselines must be a list, not {s['baselines']!r}")
+    return s
+
+
+def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None) -> stats.Results:
+    """Imports, estimates and writes OUT; returns the estimates for callers that time them."""
+    s = settings(config.get("aggregate"))
+    if skip_bad_runs is not None:
+        s["skip_bad_runs"] = skip_bad_runs
+    tasks = list(config.get("tasks") or [])
+    if not tasks:
+        raise ValueError("the config lists no tasks")
+    imported = results.load(runs_dir, config.get("agents") or [], tasks, config.get("seeds") or [],
+                            s["published"], s["skip_bad_runs"])
+    res = stats.compute(imported.tidy, tasks, frames=s["frames"], last_k=s["last_k"],
+                        reps=s["reps"], profile_reps=s["profile_reps"], seed=s["seed"],
+                        ragged=s["ragged"], ours=s["ours"], baselines=s["baselines"],
+                        skip_short=s["skip_bad_runs"])
+    short = pd.DataFrame([dict(zip(["source", "agent", "task", "seed"], run), path="", line=None,
+                               problem=problem) for run, problem in res.short],
+                         columns=results.SKIPPED_COLUMNS)
+    skipped = pd.concat([imported.skipped, short], ignore_index=True) if len(short) else imported.skipped
+    write(Path(out_dir), imported.tidy, skipped, res)
+    bad = skipped[~skipped["problem"].isin(["not found", "unfinished (no meta.json)"])]
+    if len(bad):
+        log.warning("skipped %d bad run(s), listed in %s", len(bad), Path(out_dir) / "skipped.csv")
+    return res
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Results) -> None:
+    cache = out / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    tidy.to_csv(out / "tidy.csv", index=False)
+    res.scores.to_csv(out / "scores.csv", index=False)
+    res.estimates.to_csv(out / "estimates.csv", index=False)
+    skipped.to_csv(out / "skipped.csv", index=False)
+    res.profiles.to_csv(cache / "profiles.csv", index=False)
+    res.task_curves.to_csv(cache / "task_curves.csv", index=False)
+    _write_atomic(cache / "meta.json", json.dumps(res.meta, indent=1))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drm.aggregate", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="workflow config YAML (agents, tasks, seeds, aggregate)")
+    parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")
+    parser.add_argument("--out", default="results/aggregate", help="output folder")
+    parser.add_argument("--skip-bad-runs", action="store_true", default=None,
+                        help="skip bad runs (listed in skipped.csv) instead of failing; "
+                             "overrides aggregate.skip_bad_runs")
+    args = parser.parse_args(argv)
+    # Our own handler on the current stderr: the workflow redirects it into the rule's log.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    drm_log = logging.getLogger("drm")
+    drm_log.addHandler(handler)
+    drm_log.setLevel(logging.INFO)
+    logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every bootstrap call
+    try:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+        run(config, args.runs, args.out, args.skip_bad_runs)
+    except (OSError, ValueError, yaml.YAMLError) as error:
+        hint = (" (to aggregate the other runs, set aggregate.skip_bad_runs: true or pass "
+                "--skip-bad-runs)") if isinstance(error, results.RunFileError) else ""
+        print(f"error: {error}{hint}", file=sys.stderr)
+        return 1
+    finally:
+        drm_log.removeHandler(handler)
+    print(f"aggregate: wrote {args.out}/estimates.csv, scores.csv, tidy.csv, skipped.csv and cache/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

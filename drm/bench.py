@@ -1,0 +1,137 @@
+"""`python -m drm.bench [--json]`: what one training cell costs on this machine.
+
+Targets (issue 3): replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update;
+end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4
+frames) at batch 256. `--aggregate` runs the statistics benchmark instead (drm.bench_aggregate).
+"""
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from drm.allocator import restart_with_allocator_env
+
+TASK = "cheetah_run"
+
+
+def _timed(fn, reps: int, warmup: int = 2) -> float:
+    """Median milliseconds of `fn()` over `reps` calls after `warmup` calls."""
+    import numpy as np
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.median(times))
+
+
+def micro(reps: int) -> dict:
+    import numpy as np
+    import torch
+
+    from drm import rendering
+
+    rendering.choose_backend()
+    from baselines.drqv2 import DrQV2Agent
+    from drm.dmc import PixelEnv
+    from drm.dormant import dormant_ratio
+    from drm.replay import ReplayBuffer
+
+    env = PixelEnv(TASK, seed=1)
+    ts = env.reset()
+    actions = np.random.default_rng(0).uniform(-1, 1, (10_000, *env.action_shape)).astype(np.float32)
+    counter = iter(range(10**9))
+    env_ms = _timed(lambda: env.step(actions[next(counter) % 10_000]), reps=200, warmup=5)
+
+    agent = DrQV2Agent(obs_shape=env.obs_shape, action_shape=env.action_shape, device="cpu",
+                       lr=1e-4, feature_dim=50, hidden_dim=1024, critic_target_tau=0.01,
+                       num_expl_steps=0, stddev_schedule="linear(1.0,0.1,500000)",
+                       stddev_clip=0.3, dormant_ratio_fn=dormant_ratio)
+    act_ms = _timed(lambda: agent.act(ts.observation, 10_000, eval_mode=False), reps=200, warmup=5)
+
+    def batch(n):
+        return (torch.randint(0, 256, (n, *env.obs_shape), dtype=torch.uint8),
+                torch.rand(n, *env.action_shape) * 2 - 1, torch.rand(n, 1), torch.full((n, 1), 0.97),
+                torch.randint(0, 256, (n, *env.obs_shape), dtype=torch.uint8))
+
+    b256, b32 = batch(256), batch(32)
+    update_ms_b256 = _timed(lambda: agent.update(b256, 10_000), reps=reps)
+    update_ms_b32 = _timed(lambda: agent.update(b32, 10_000), reps=reps * 3)
+    with torch.no_grad():
+        features = agent.encoder(b256[0].float())
+    dormant_ms = _timed(lambda: dormant_ratio(agent.actor, (features, 0.0), 0.025), reps=reps * 3)
+    return {
+        "update_ms_b256": update_ms_b256, "update_ms_b32": update_ms_b32, "act_ms": act_ms,
+        "env_ms": env_ms, "dormant_ms": dormant_ms,
+        "dormant_overhead_pct": 100.0 * dormant_ms / update_ms_b256,
+        "learner_bound_frames_per_s": 4000.0 / update_ms_b256,
+        "replay_bytes_per_transition": ReplayBuffer.bytes_per_step((3, 84, 84), env.action_shape),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
+def end_to_end(update_episodes: int) -> float:
+    """Frames/s of a real cell at batch 256 over its episodes with updates (train.csv `fps`)."""
+    import pandas as pd
+
+    episode, seed_frames = 200, 400
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([
+            sys.executable, "-m", "drm.train", "agent=drqv2", f"task={TASK}", "seed=1", f"out_dir={out}",
+            f"episode_frames={episode}", f"num_seed_frames={seed_frames}", "batch_size=256",
+            f"num_train_frames={seed_frames + episode * update_episodes}", "eval_every_frames=100000000",
+            "num_eval_episodes=1", "replay_buffer_size=100000", "progress=false",
+        ], check=True, capture_output=True, timeout=3600)
+        train = pd.read_csv(Path(out) / "train.csv")
+    return float(train[train.frame > seed_frames].fps.mean())
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m drm.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--reps", type=int, default=5, help="timed updates at batch 256")
+    parser.add_argument("--update-episodes", type=int, default=1,
+                        help="200-frame episodes with updates in the end-to-end run")
+    parser.add_argument("--aggregate", action="store_true", help="benchmark the statistics instead")
+    args, rest = parser.parse_known_args(argv)
+    if args.aggregate:
+        from drm import bench_aggregate
+
+        return bench_aggregate.main(rest + (["--json"] if args.json else []))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+
+    result = micro(args.reps)
+    result["frames_per_s"] = end_to_end(args.update_episodes)
+    result["end_to_end_pct_of_learner_bound"] = 100 * result["frames_per_s"] / result["learner_bound_frames_per_s"]
+    if args.json:
+        print(json.dumps(result))
+        return
+    lines = [
+        ("update at batch 256", f"{result['update_ms_b256']:.0f} ms"),
+        ("update at batch 32", f"{result['update_ms_b32']:.0f} ms"),
+        ("acting (batch 1)", f"{result['act_ms']:.1f} ms"),
+        (f"env step + render ({TASK})", f"{result['env_ms']:.1f} ms"),
+        ("learner-bound rate", f"{result['learner_bound_frames_per_s']:.2f} frames/s"),
+        ("end-to-end rate, batch 256", f"{result['frames_per_s']:.2f} frames/s "
+         f"({result['end_to_end_pct_of_learner_bound']:.0f}% of learner-bound; target >= 90%)"),
+        ("replay per transition", f"{result['replay_bytes_per_transition']} B (target <= 21,700 B; "
+         "DrQ-v2's layout: 63,504 B)"),
+        ("dormant ratio", f"{result['dormant_ms']:.1f} ms = {result['dormant_overhead_pct']:.2f}% "
+         "of an update (target <= 3%)"),
+        ("torch threads", str(result["torch_threads"])),
+    ]
+    width = max(len(name) for name, _ in lines)
+    for name, value in lines:
+        print(f"{name:<{width}}  {value}")
+
+
+if __name__ == "__main__":
+    restart_with_allocator_env("drm.bench")
+    main()

@@ -1,0 +1,109 @@
+"""Benchmark of the statistics on a paper-size synthetic grid (`python -m drm.bench --aggregate`).
+
+Writes harness-shaped runs (3 agents x 8 tasks x 10 seeds x 150 evaluations, one training
+episode per 1,000 frames) into a temporary folder, then times the import, the estimates (with
+the default 50,000/2,000 reps unless told otherwise) and re-drawing every figure from the cache.
+`redraw_s` draws in this process; `redraw_cli_s` is `python -m drm.plot` as the workflow runs it,
+imports included. Target: re-drawing under 10 s on the 2-core development machine.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from drm import aggregate, figures, results
+
+AGENTS = ("drm", "drqv2", "alix")
+TASKS = ("acrobot_swingup", "cartpole_swingup_sparse", "cheetah_run", "hopper_hop",
+         "quadruped_run", "reacher_hard", "walker_run", "finger_turn_hard")
+EVAL_EVERY = 10_000
+EPISODE_FRAMES = 1_000
+
+
+def write_run(run_dir: Path, rng: np.random.Generator, evals: int, skill: float,
+              speed: float) -> None:
+    """One finished harness run with a saturating return curve and a decaying dormant ratio."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    frames = np.arange(evals) * EVAL_EVERY
+    progress = 1 - np.exp(-frames / (speed * frames[-1] + 1))
+    reward = np.clip(1000 * skill * progress + rng.normal(0, 30, evals), 0, 1000)
+    reward[0] = rng.uniform(0, 30)
+    pd.DataFrame(dict(frame=frames, step=frames // 2, episode=frames // EPISODE_FRAMES,
+                      episode_reward=reward, total_time=frames / 200.0)
+                 ).to_csv(run_dir / "eval.csv", index=False)
+    train_frames = np.arange(EPISODE_FRAMES, frames[-1] + 1, EPISODE_FRAMES)
+    dormant = np.clip(0.1 + 0.6 * np.exp(-train_frames / (speed * frames[-1] / 2 + 1))
+                      + rng.normal(0, 0.03, len(train_frames)), 0, 1)
+    dormant[train_frames < 4 * EPISODE_FRAMES] = np.nan  # before learning starts
+    pd.DataFrame(dict(frame=train_frames, step=train_frames // 2,
+                      episode=train_frames // EPISODE_FRAMES,
+                      episode_reward=np.interp(train_frames, frames, reward), fps=100.0,
+                      actor_dormant_ratio=dormant)).to_csv(run_dir / "train.csv", index=False)
+    (run_dir / "config.yaml").write_text("synthetic: true\n")
+    (run_dir / "meta.json").write_text(json.dumps({"frames": int(frames[-1]), "synthetic": True}))
+
+
+def make_grid(runs_dir: Path, agents=AGENTS, tasks=TASKS, seeds=range(1, 11), evals: int = 150,
+              seed: int = 0) -> None:
+    """A grid where drm learns faster and higher than drqv2, and alix sits in between."""
+    rng = np.random.default_rng(seed)
+    for a, agent in enumerate(agents):
+        for task in tasks:
+            base = rng.uniform(0.5, 0.8)
+            for s in seeds:
+                skill = np.clip(base + 0.08 * (len(agents) - 1 - a) + rng.normal(0, 0.08), 0.05, 1)
+                write_run(runs_dir / agent / task / f"seed{s}", rng, evals, skill,
+                          speed=0.25 + 0.1 * a)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drm.bench --aggregate", description=__doc__.split("\n")[0])
+    parser.add_argument("--reps", type=int, default=aggregate.DEFAULTS["reps"])
+    parser.add_argument("--profile-reps", type=int, default=aggregate.DEFAULTS["profile_reps"])
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--keep", type=Path, help="write the grid, aggregate and figures here")
+    args = parser.parse_args(argv)
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = args.keep or Path(tmp)
+        runs, agg, figs = root / "runs", root / "aggregate", root / "figures"
+        make_grid(runs)
+        config = dict(agents=list(AGENTS), tasks=list(TASKS), seeds=list(range(1, 11)),
+                      aggregate=dict(reps=args.reps, profile_reps=args.profile_reps, published=[]))
+        t0 = time.perf_counter()
+        imported = results.load(runs, AGENTS, TASKS, config["seeds"], [], False)
+        t1 = time.perf_counter()
+        aggregate.run(config, runs, agg)
+        t2 = time.perf_counter()
+        figures.draw_all(agg, figs)
+        t3 = time.perf_counter()
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(agg), "--out", str(figs)],
+                       check=True, env=env, stdout=subprocess.DEVNULL)
+        t4 = time.perf_counter()
+    out = dict(grid=f"{len(AGENTS)} agents x {len(TASKS)} tasks x 10 seeds x 150 evaluations",
+               tidy_rows=len(imported.tidy), reps=args.reps, profile_reps=args.profile_reps,
+               import_s=round(t1 - t0, 2), aggregate_s=round(t2 - t1, 2),
+               estimates_s=round((t2 - t1) - (t1 - t0), 2), redraw_s=round(t3 - t2, 2),
+               redraw_cli_s=round(t4 - t3, 2),
+               figures=len(figures.FIGURES), redraw_target_s=10.0)
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

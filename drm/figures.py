@@ -1,0 +1,333 @@
+"""Every figure, drawn from the aggregate cache alone (never resampling), as PNG and PDF.
+
+One colour per series across every figure (Okabe-Ito, colour-blind safe); published sources are
+also dashed. Titles carry what a caption must: the frame budget, the seed and task counts and the
+bootstrap reps. Each figure always gets its files, with a note in place of the plot when the
+data cannot show it (e.g. no dormant ratio in published curves), so the workflow's outputs exist.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from rliable import plot_utils  # noqa: E402
+
+from drm.stats import HARNESS, METRICS, TAUS  # noqa: E402
+
+FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
+           "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
+           "dormant_ratio", "harness_vs_published")
+OKABE_ITO = dict(orange="#E69F00", sky_blue="#56B4E9", green="#009E73", yellow="#F0E442",
+                 blue="#0072B2", vermillion="#D55E00", purple="#CC79A7", black="#000000")
+COLOURS = {(HARNESS, "drm"): OKABE_ITO["vermillion"], (HARNESS, "drqv2"): OKABE_ITO["blue"],
+           (HARNESS, "alix"): OKABE_ITO["green"],
+           ("drqv2_published", "drqv2"): OKABE_ITO["sky_blue"]}
+SPARE = [OKABE_ITO[c] for c in ("orange", "purple", "black", "yellow")]
+AGENT_NAMES = {"drm": "DrM", "drqv2": "DrQ-v2", "alix": "A-LIX"}
+METRIC_NAMES = {"iqm": "IQM", "median": "Median", "mean": "Mean", "optimality_gap": "Optimality gap"}
+SCORE_LABEL = "Normalized score (return / 1000)"
+
+
+class CacheMissing(FileNotFoundError):
+    pass
+
+
+def label(source: str, agent: str) -> str:
+    """'DrM' for the harness's drm; 'DrQ-v2 (published)' for source drqv2_published."""
+    name = AGENT_NAMES.get(agent, agent)
+    if source == HARNESS:
+        return name
+    return f"{name} (published)" if source == f"{agent}_published" else f"{name} ({source})"
+
+
+@dataclass
+class Cache:
+    meta: dict
+    estimates: pd.DataFrame
+    profiles: pd.DataFrame
+    curves: pd.DataFrame
+
+    def __post_init__(self):
+        series = sorted(((s["source"], s["agent"]) for s in self.meta["series"]), key=_order)
+        spare = iter(SPARE * len(series))
+        self.colour = {s: COLOURS.get(s) or next(spare) for s in series}
+        self.dash = {s: "-" if s[0] == HARNESS else "--" for s in series}
+        self.aggregate = sorted(((s["source"], s["agent"]) for s in self.meta["series"]
+                                 if s["in_aggregate"]), key=_order)
+
+    def frames_text(self) -> str:
+        f = sorted({self.meta["score_frames"][t] for t in self.meta["tasks"]})
+        if len(f) == 1:
+            return f"scores at {_frames(f[0])} frames"
+        return f"scores at each task's last aligned evaluation ({_frames(f[0])}-{_frames(f[-1])} frames)"
+
+    def seeds_text(self) -> str:
+        n = sorted({v for s in self.meta["series"] for v in s["used_seeds"].values()})
+        return (f"{n[0]}" if n[0] == n[-1] else f"{n[0]}-{n[-1]}") + " seeds per task" if n else ""
+
+    def head(self, what: str, reps: int) -> str:
+        return (f"{what}\n{len(self.meta['tasks'])} tasks, {self.seeds_text()}, {self.frames_text()}\n"
+                f"95% stratified-bootstrap CIs, {reps:,} reps; ragged seeds: {self.meta['ragged']}")
+
+
+def _order(series: tuple[str, str]):
+    """Harness before published; DrM, DrQ-v2, A-LIX, then other agents by name."""
+    known = list(AGENT_NAMES)
+    return (series[0] != HARNESS, series[0], known.index(series[1]) if series[1] in known else len(known),
+            series[1])
+
+
+def load_cache(agg_dir) -> Cache:
+    agg = Path(agg_dir)
+    need = [agg / "cache" / "meta.json", agg / "estimates.csv", agg / "cache" / "profiles.csv",
+            agg / "cache" / "task_curves.csv"]
+    missing = [str(p) for p in need if not p.exists()]
+    if missing:
+        raise CacheMissing(f"no aggregate cache ({', '.join(missing)} missing): "
+                           "run `snakemake aggregate` first (or python -m drm.aggregate)")
+    return Cache(json.loads(need[0].read_text()), *(pd.read_csv(p) for p in need[1:]))
+
+
+def _frames(f: float) -> str:
+    if f >= 1e6:
+        return f"{f / 1e6:g}M"
+    return f"{f / 1e3:g}k" if f >= 1e3 else f"{f:g}"
+
+
+def _frame_axis(max_frame: float):
+    """(divisor, label): millions unless the runs are shorter than a million frames."""
+    if max_frame >= 1e6:
+        return 1e6, "Environment frames (millions)"
+    return 1e3, "Environment frames (thousands)"
+
+
+def _note(text: str):
+    fig, ax = plt.subplots(figsize=(6, 2), layout="constrained")
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center", wrap=True)
+    return fig
+
+
+def aggregate_estimates(c: Cache):
+    if not c.aggregate:
+        return _note("No series covers the aggregate's tasks: nothing to estimate.")
+    e = c.estimates[c.estimates["metric"].isin(METRICS)]
+    n = len(c.aggregate)
+    fig, axes = plt.subplots(1, len(METRICS), figsize=(3.4 * len(METRICS), 1.6 + 0.45 * n),
+                             sharey=True, layout="constrained")
+    for ax, metric in zip(axes, METRICS):
+        for i, s in enumerate(c.aggregate):
+            row = e[(e["source"] == s[0]) & (e["agent"] == s[1]) & (e["metric"] == metric)].iloc[0]
+            ax.barh(i, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6,
+                    color=c.colour[s], alpha=0.8)
+            ax.vlines(row["estimate"], i - 0.3, i + 0.3, color="black", linewidth=1.5)
+        ax.set_title(METRIC_NAMES[metric] + (" (lower is better)" if metric == "optimality_gap" else ""),
+                     fontsize="medium")
+        ax.set_xlabel(SCORE_LABEL, fontsize="small")
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+        ax.grid(axis="x", alpha=0.25)
+        ax.spines[["top", "right", "left"]].set_visible(False)
+    axes[0].set_yticks(range(n), [label(*s) for s in c.aggregate])
+    axes[0].tick_params(axis="y", length=0)
+    axes[0].invert_yaxis()
+    fig.suptitle(c.head("Aggregate estimates: point estimate (black) and 95% CI (bar)",
+                        int(e["reps"].max())), fontsize="medium")
+    return fig
+
+
+def sample_efficiency(c: Cache):
+    e = c.estimates[c.estimates["metric"] == "iqm_curve"]
+    if e.empty:
+        return _note("No IQM sample-efficiency curve: no series covers the aggregate's tasks.")
+    div, xlabel = _frame_axis(e["frames"].max())
+    names = [label(*s) for s in c.aggregate]
+    point, interval = {}, {}
+    for s, name in zip(c.aggregate, names):
+        rows = e[(e["source"] == s[0]) & (e["agent"] == s[1])]
+        point[name] = rows["estimate"].to_numpy()
+        interval[name] = rows[["ci_low", "ci_high"]].to_numpy().T
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    plot_utils.plot_sample_efficiency_curve(
+        np.asarray(c.meta["curve_frames"]) / div, point, interval, algorithms=names, ax=ax,
+        colors={n: c.colour[s] for s, n in zip(c.aggregate, names)}, marker="",
+        xlabel=xlabel, ylabel="IQM normalized score", labelsize="large", ticklabelsize="medium",
+        legend=True, legendsize="medium")
+    fig.suptitle(
+        f"IQM sample efficiency\n{len(c.meta['tasks'])} tasks, {c.seeds_text()}, up to "
+        f"{_frames(c.meta['curve_frames'][-1])} frames\n95% stratified-bootstrap CIs, "
+        f"{int(e['reps'].max()):,} reps per point; ragged seeds: {c.meta['ragged']}", fontsize="medium")
+    return fig
+
+
+def performance_profile(c: Cache):
+    if c.profiles.empty:
+        return _note("No performance profile: no series covers the aggregate's tasks.")
+    profiles, cis, colours = {}, {}, {}
+    for s in c.aggregate:
+        rows = c.profiles[(c.profiles["source"] == s[0]) & (c.profiles["agent"] == s[1])]
+        profiles[label(*s)] = rows["fraction"].to_numpy()
+        cis[label(*s)] = (rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy())
+        colours[label(*s)] = c.colour[s]
+    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
+    plot_utils.plot_performance_profiles(
+        profiles, TAUS, cis, colors=colours, ax=ax, xlabel=r"Normalized score $\tau$ (return / 1000)",
+        ylabel=r"Fraction of runs with score $> \tau$", labelsize="large", ticklabelsize="medium",
+        legend=True, legendsize="medium")
+    fig.suptitle(c.head("Performance profile (score distribution over runs)",
+                        int(c.profiles["reps"].max())), fontsize="medium")
+    return fig
+
+
+def probability_of_improvement(c: Cache):
+    e = c.estimates[c.estimates["metric"].str.startswith("prob_improvement_vs_")]
+    if e.empty:
+        return _note(f"No probability of improvement: needs aggregate runs of {c.meta['ours']} and "
+                     f"of at least one of {', '.join(c.meta['baselines']) or 'no baselines'}.")
+    probs, cis, colours = {}, {}, []
+    for _, row in e.iterrows():
+        base = row["metric"].removeprefix("prob_improvement_vs_")
+        source, _, agent = base.rpartition(":")
+        y = (source or HARNESS, agent)
+        pair = f"{label(row['source'], row['agent'])}|{label(*y)}"
+        probs[pair], cis[pair] = row["estimate"], np.array([row["ci_low"], row["ci_high"]])
+        colours.append(c.colour.get(y, OKABE_ITO["black"]))
+    fig, ax = plt.subplots(figsize=(8, 1.8 + 0.6 * len(probs)), layout="constrained")
+    plot_utils.plot_probability_of_improvement(
+        probs, cis, pair_separator="|", ax=ax, colors=colours, xticks=[0, 0.25, 0.5, 0.75, 1.0],
+        xlabel="P(X > Y)", left_ylabel="X", right_ylabel="Y", labelsize="large",
+        ticklabelsize="medium")
+    ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_xlim(0, 1)
+    fig.suptitle(c.head("Probability of improvement: P(X > Y) per task, averaged over tasks",
+                        int(e["reps"].max())), fontsize="medium")
+    return fig
+
+
+def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
+    """A grid of per-task axes; draw(ax, task, divisor) returns {series: seeds} it drew."""
+    ncols = min(4, len(tasks))
+    nrows = math.ceil(len(tasks) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 1.0 + 2.6 * nrows), squeeze=False,
+                             layout="constrained")
+    div, xlabel = _frame_axis(max(c.meta["score_frames"][t] for t in tasks))
+    drawn = set()
+    for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
+        seeds = draw(ax, task, div)
+        drawn |= set(seeds)
+        n = "/".join(str(seeds[s]) for s in c.colour if s in seeds)
+        ax.set_title(f"{task} ({_frames(c.meta['score_frames'][task])} frames; n = {n or 0})",
+                     fontsize="medium")
+        ax.grid(alpha=0.25)
+        ax.spines[["top", "right"]].set_visible(False)
+        if i % ncols == 0:
+            ax.set_ylabel(ylabel)
+        if i + ncols >= len(tasks):  # lowest panel of its column
+            ax.set_xlabel(xlabel)
+    for ax in axes.flat[len(tasks):]:
+        ax.axis("off")
+    order = [s for s in c.colour if s in drawn]
+    handles = [plt.Line2D([], [], color=c.colour[s], linestyle=c.dash[s], linewidth=2) for s in order]
+    fig.legend(handles, [label(*s) for s in order], loc="outside lower center", ncol=len(order),
+               frameon=False)
+    fig.suptitle(f"{title}\nn = seeds per series, in legend order", fontsize="large")
+    return fig
+
+
+def _curve_lines(c: Cache, column: str, low, high, series=None, seeds: str = "seeds"):
+    def draw(ax, task, div):
+        rows = c.curves[c.curves["task"] == task]
+        drawn = {}
+        for s in c.colour:
+            if series is not None and s not in series:
+                continue
+            r = rows[(rows["source"] == s[0]) & (rows["agent"] == s[1])]
+            if r.empty or r[column].isna().all():
+                continue
+            x = r["frame"].to_numpy() / div
+            ax.plot(x, r[column], color=c.colour[s], linestyle=c.dash[s], linewidth=1.6)
+            ax.fill_between(x, low(r), high(r), color=c.colour[s], alpha=0.2, linewidth=0)
+            drawn[s] = int(r[seeds].max())
+        return drawn
+    return draw
+
+
+def _tasks(c: Cache) -> list:
+    return list(c.meta["score_frames"])
+
+
+def task_curves_mean_std(c: Cache):
+    return _task_panels(
+        c, _tasks(c), _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"]),
+        "Episode return", "Evaluation return per task: mean ± std across seeds, as the DrM paper "
+        "plots them")
+
+
+def task_curves_iqm(c: Cache):
+    return _task_panels(
+        c, _tasks(c), _curve_lines(c, "iqm", lambda r: r["iqm_low"], lambda r: r["iqm_high"]),
+        "Episode return", f"Evaluation return per task: IQM across seeds with 95% "
+        f"stratified-bootstrap CIs ({c.meta['profile_reps']:,} reps)")
+
+
+def dormant_ratio(c: Cache):
+    if c.curves.empty or not (c.curves["dormant_seeds"] > 0).any():
+        return _note("No dormant ratio in these data: it comes from the harness's train.csv "
+                     "(published curves carry none).")
+    known = c.curves[c.curves["dormant_seeds"] > 0]
+    tasks = [t for t in _tasks(c) if t in set(known["task"])]
+    return _task_panels(
+        c, tasks, _curve_lines(c, "dormant_mean", lambda r: r["dormant_mean"] - r["dormant_std"],
+                               lambda r: r["dormant_mean"] + r["dormant_std"], seeds="dormant_seeds"),
+        "Actor dormant ratio", "Actor dormant ratio per task: mean ± std across seeds; "
+        "each point averages the training episodes since the previous evaluation")
+
+
+def harness_vs_published(c: Cache):
+    others = [s for s in c.colour if s[0] != HARNESS]
+    pairs = {s: (HARNESS, s[1]) for s in others if (HARNESS, s[1]) in c.colour}
+    if not others:
+        return _note("No published data in these results to compare with.")
+    series = set(pairs) | set(pairs.values()) if pairs else set(others)
+    present = c.curves.groupby("task").apply(
+        lambda r: set(zip(r["source"], r["agent"])), include_groups=False)
+    if pairs:
+        tasks = [t for t in _tasks(c) if any({s, h} <= present.get(t, set()) for s, h in pairs.items())]
+        what = "The harness's runs against the published runs of the same agent"
+    else:
+        tasks = [t for t in _tasks(c) if present.get(t, set()) & series]
+        what = (f"Published runs alone (no harness runs of {', '.join(sorted({s[1] for s in others}))} "
+                "to compare)")
+    if not tasks:
+        return _note("The harness and the published data share no task.")
+    return _task_panels(
+        c, tasks, _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"],
+                               series=series),
+        "Episode return", f"{what}: evaluation return, mean ± std across seeds")
+
+
+DRAW = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,
+                         probability_of_improvement, task_curves_mean_std, task_curves_iqm,
+                         dormant_ratio, harness_vs_published)))
+
+
+def draw_all(agg_dir, out_dir, names=FIGURES) -> list[Path]:
+    """Draws the named figures into out_dir as NAME.png and NAME.pdf; returns the paths."""
+    cache = load_cache(agg_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name in names:
+        fig = DRAW[name](cache)
+        for ext in ("png", "pdf"):  # PDF fonts stay Type 3: embedding TrueType costs seconds
+            fig.savefig(out / f"{name}.{ext}", dpi=150 if ext == "png" else None)
+            paths.append(out / f"{name}.{ext}")
+        plt.close(fig)
+    return paths

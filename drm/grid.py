@@ -1,0 +1,145 @@
+"""The workflow's grid (agents x tasks x seeds): checked at workflow start, before any job runs.
+
+Plain Python behind workflow/rules/common.smk so that it is unit-tested like the rest.
+"""
+import logging
+import math
+import os
+import shlex
+import shutil
+import subprocess
+
+from drm import config as cell_config
+
+REPLAY_BYTES_PER_STEP = 21_400  # one 3x84x84 frame plus action, reward, discount, episode index
+
+
+class ConfigError(ValueError):
+    """A workflow config that would fail later: refused before any job runs."""
+
+
+def task_names() -> dict:
+    """dm_control's task list, imported with rendering off: the Snakemake process never renders,
+    and each job (possibly on another machine) must choose its own MUJOCO_GL."""
+    before, handlers = os.environ.get("MUJOCO_GL"), list(logging.root.handlers)
+    os.environ["MUJOCO_GL"] = "disabled"
+    try:
+        from drm.dmc import task_names as names
+
+        return names()
+    finally:
+        logging.root.handlers = handlers  # dm_control's import adds a root handler: log lines twice
+        if before is None:
+            del os.environ["MUJOCO_GL"]
+        else:
+            os.environ["MUJOCO_GL"] = before
+
+
+def check_grid(cfg: dict) -> None:
+    """The grid keys, checked before the schema so that errors name the accepted values."""
+    for key in ("agents", "tasks", "seeds"):
+        if not isinstance(cfg.get(key), list):
+            raise ConfigError(f"config key {key!r} must be a list, got {cfg.get(key)!r}")
+    unknown = [a for a in cfg["agents"] if a not in cell_config.AGENTS]
+    if unknown:
+        raise ConfigError(f"agents: unknown {unknown}; valid agents: {', '.join(cell_config.AGENTS)}")
+    unknown = [t for t in cfg["tasks"] if t not in task_names()]
+    if unknown:
+        raise ConfigError(f"tasks: unknown {unknown}; valid tasks: {', '.join(sorted(task_names()))}")
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg["seeds"]):
+        raise ConfigError(f"seeds: {cfg['seeds']!r} must all be integers")
+    for key in ("agents", "tasks", "seeds"):
+        duplicates = sorted({x for x in cfg[key] if cfg[key].count(x) > 1}, key=str)
+        if duplicates:
+            raise ConfigError(f"{key}: duplicate entries {duplicates}; each may appear once")
+
+
+def cells(cfg: dict) -> list[tuple[str, str, int]]:
+    return [(a, t, s) for a in cfg["agents"] for t in cfg["tasks"] for s in cfg["seeds"]]
+
+
+def cell_key(agent: str, task: str, seed: int) -> str:
+    return f"{agent}/{task}/{seed}"
+
+
+def overrides_of(cfg: dict, agent: str, task: str, seed: int) -> dict:
+    """Every override of one cell: global, then per agent, per task and per cell (last wins)."""
+    train = cfg["train"]
+    return {**train["overrides"], **train["agent_overrides"].get(agent, {}),
+            **train["task_overrides"].get(task, {}),
+            **train["cell_overrides"].get(cell_key(agent, task, seed), {})}
+
+
+def compose_all(cfg: dict) -> dict:
+    """Each cell's resolved config, built and checked exactly as the cell itself would."""
+    os.environ["DRM_DEVICE"] = cfg["train"]["device"]  # drm/cfg/config.yaml's default device
+    grid = cells(cfg)
+    stray = set(cfg["train"]["cell_overrides"]) - {cell_key(*c) for c in grid}
+    if stray:
+        raise ConfigError(f"train.cell_overrides: {sorted(stray)} name no cell of the grid "
+                          "(keys are 'agent/task/seed')")
+    for key, known in (("agent_overrides", cfg["agents"]), ("task_overrides", cfg["tasks"])):
+        for name in cfg["train"][key]:
+            if name not in known:
+                raise ConfigError(f"train.{key}: {name!r} is not in the grid's {known}")
+    resolved = {}
+    for agent, task, seed in grid:
+        try:
+            resolved[(agent, task, seed)] = cell_config.compose(agent, task, overrides_of(cfg, agent, task, seed))
+        except ValueError as err:
+            raise ConfigError(f"cell {cell_key(agent, task, seed)}: {err}") from None
+    return resolved
+
+
+def detected_gpus() -> int:
+    if shutil.which("nvidia-smi") is None:
+        return 0
+    try:
+        out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 0
+    return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
+
+
+def claim_local_gpus(cfg: dict, gpu_limit: int | None, detected: int) -> None:
+    """On a workstation: GPU slots for workflow/scripts/gpu_slot.py, never more than exist.
+
+    `gpu_limit` is Snakemake's `--resources gpu=N` (from the command line or a profile)."""
+    if cfg["train"]["device"] != "cuda" or not cells(cfg):
+        return
+    per_gpu = cfg["resources"]["jobs_per_gpu"]
+    if detected == 0:
+        raise ConfigError("train.device is cuda but no GPU is visible here (nvidia-smi -L); use "
+                          "--workflow-profile workflow/profiles/slurm, or set train.device: cpu")
+    if gpu_limit is not None and gpu_limit > detected * per_gpu:
+        raise ConfigError(f"resources gpu={gpu_limit} asks for more GPU slots than exist: "
+                          f"{detected} GPUs x resources.jobs_per_gpu={per_gpu} = {detected * per_gpu}")
+    os.environ["DRM_GPU_SLOTS"] = str(detected * per_gpu)  # local jobs inherit the environment
+    os.environ["DRM_JOBS_PER_GPU"] = str(per_gpu)
+
+
+def hydra_args(overrides: dict) -> str:
+    """Overrides as Hydra command-line arguments, quoted for Hydra and for the shell."""
+    args = []
+    for key, value in overrides.items():
+        if value is None:
+            text = "null"
+        elif isinstance(value, bool):
+            text = str(value).lower()
+        elif isinstance(value, str):
+            text = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        else:
+            text = str(value)
+        args.append(shlex.quote(f"{key}={text}"))
+    return " ".join(args)
+
+
+def mem_mb(cell, margin_mb: int) -> int:
+    """The replay buffer (every frame stored once) plus a margin."""
+    return int(math.ceil(cell.replay_buffer_size * REPLAY_BYTES_PER_STEP / 2**20 + margin_mb))
+
+
+def runtime_minutes(cell, resources: dict, attempt: int) -> int:
+    """The frame budget at the configured speed, with slack, growing with each retry."""
+    hours = cell.num_train_frames / resources["frames_per_hour"]
+    return min(int(math.ceil(hours * 60 * 1.25 * attempt)) + 10, resources["max_runtime_minutes"])

@@ -1,0 +1,31 @@
+"""`python -m drm.plot`: the workflow's `figures` target; re-draws every figure from the cache.
+
+It reads only what `python -m drm.aggregate` wrote (estimates.csv and cache/), so it never
+re-samples and never needs the runs themselves.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from drm import figures
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drm.plot", description=__doc__.split("\n")[0])
+    parser.add_argument("--aggregate", default="results/aggregate", help="what drm.aggregate wrote")
+    parser.add_argument("--out", default="results/figures", help="output folder (PNG and PDF)")
+    parser.add_argument("--only", nargs="+", choices=figures.FIGURES, default=figures.FIGURES,
+                        metavar="NAME", help=f"draw only these: {', '.join(figures.FIGURES)}")
+    args = parser.parse_args(argv)
+    try:
+        paths = figures.draw_all(args.aggregate, args.out, args.only)
+    except figures.CacheMissing as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(f"plot: wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

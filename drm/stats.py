@@ -1,0 +1,386 @@
+"""Scores and rliable estimates from the tidy table (harness.md 3.3).
+
+Seeds are the replication unit; every number here is bootstrapped over runs, stratified by task.
+Policies (docs/statistics.md says the same):
+- Alignment: each task gets one frame grid, the evaluation frames of its coarsest-evaluated run
+  up to the task's frame budget; a run's value at a grid frame is its last evaluation at or
+  before that frame (never interpolated, never read ahead).
+- Score of a run: the mean of its values at the last `last_k` grid frames, / 1000 (DMC).
+- Ragged seeds (tasks with different seed counts): `resample` bootstraps each task from its own
+  runs (rliable's StratifiedIndependentBootstrap, one array per task), `truncate` keeps the
+  lowest seed ids down to the task with the fewest, `error` refuses.
+- Randomness: rliable 1.2.0's bootstraps draw from the global `np.random` and ignore their
+  `random_state` argument, so each (source, agent, metric) gets its own seeded RandomState whose
+  state is installed into `np.random` for the duration of its one call, then put back.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import scipy.stats
+from rliable import library as rly
+from rliable import metrics
+
+log = logging.getLogger(__name__)
+
+HARNESS = "harness"  # the `source` of the harness's own runs
+MAX_RETURN = 1000.0  # DMC: rewards in [0, 1] over 1000 environment steps
+# Tasks the normalizer knows (DrQ-v2 spelling: cup_catch is ball_in_cup_catch; reach_duplo is
+# the manipulation suite's). Add a task here only if its returns also lie in [0, 1000].
+DMC_TASKS = frozenset("""
+acrobot_swingup acrobot_swingup_sparse ball_in_cup_catch cup_catch cartpole_balance
+cartpole_balance_sparse cartpole_swingup cartpole_swingup_sparse cartpole_three_poles
+cartpole_two_poles cheetah_run dog_fetch dog_run dog_stand dog_trot dog_walk finger_spin
+finger_turn_easy finger_turn_hard fish_swim fish_upright hopper_hop hopper_stand humanoid_run
+humanoid_stand humanoid_walk humanoid_CMU_run humanoid_CMU_stand humanoid_CMU_walk
+manipulator_bring_ball manipulator_bring_peg manipulator_insert_ball manipulator_insert_peg
+pendulum_swingup point_mass_easy point_mass_hard quadruped_escape quadruped_fetch quadruped_run
+quadruped_walk reach_duplo reacher_easy reacher_hard stacker_stack_2 stacker_stack_4
+swimmer_swimmer6 swimmer_swimmer15 walker_run walker_stand walker_walk
+""".split())
+METRICS = ("iqm", "median", "mean", "optimality_gap")
+RAGGED_POLICIES = ("resample", "truncate", "error")
+TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds on the normalized score
+
+
+def normalize(returns) -> np.ndarray:
+    return np.asarray(returns, dtype=float) / MAX_RETURN
+
+
+def parse_series(text: str) -> tuple[str, str]:
+    """'drm' is the harness's drm; 'drqv2_published:drqv2' names another source's agent."""
+    source, _, agent = text.rpartition(":")
+    return (source or HARNESS, agent)
+
+
+def series_name(series: tuple[str, str]) -> str:
+    return series[1] if series[0] == HARNESS else f"{series[0]}:{series[1]}"
+
+
+# ----------------------------------------------------------------------------- alignment
+
+@dataclass
+class TaskGrid:
+    """One task's runs on its common grid: per series, seeds (n,) and values (n, frames)."""
+    frames: np.ndarray
+    budget: int
+    seeds: dict = field(default_factory=dict)
+    returns: dict = field(default_factory=dict)
+    dormant: dict = field(default_factory=dict)
+
+
+def _spacing(frames: np.ndarray) -> float:
+    return float(np.median(np.diff(frames))) if len(frames) > 1 else 0.0
+
+
+def align(tidy: pd.DataFrame, tasks, frames=None, skip_short: bool = False):
+    """Per task, the grid and every run's values on it; returns (grids, short runs left out).
+
+    `frames` is the budget: None (per task, the largest frame every run reached), an int, or a
+    {task: int} mapping (tasks it leaves out are automatic). A run that ends more than one of
+    its own evaluation intervals before an explicit budget has not reached it: an error, or
+    with skip_short left out and returned.
+    """
+    grids, short = {}, []
+    tidy = tidy.sort_values(["source", "agent", "task", "seed", "frame"])
+    for task in tasks:
+        runs = {key: rows for key, rows in tidy[tidy["task"] == task].groupby(
+            ["source", "agent", "seed"], sort=True)}
+        if not runs:
+            continue
+        info = {key: (rows["frame"].to_numpy(), _spacing(rows["frame"].to_numpy()))
+                for key, rows in runs.items()}
+        explicit = frames.get(task) if isinstance(frames, dict) else frames
+        budget = int(explicit if explicit is not None else min(f[-1] for f, _ in info.values()))
+        for key, (f, spacing) in list(info.items()):
+            if f[-1] < budget - spacing:
+                problem = (f"{'/'.join(map(str, key))} on {task}: its last evaluation is at frame "
+                           f"{f[-1]}, before the frame budget {budget} (aggregate.frames)")
+                if not skip_short:
+                    raise ValueError(problem)
+                log.warning("leaving out %s", problem)
+                short.append(((key[0], key[1], task, key[2]), problem))
+                del info[key], runs[key]
+        if not runs:
+            continue
+        coarsest = max(info, key=lambda k: (info[k][1], (info[k][0] <= budget).sum()))
+        start = max(f[0] for f, _ in info.values())
+        grid_frames = info[coarsest][0]
+        grid = TaskGrid(grid_frames[(grid_frames >= start) & (grid_frames <= budget)], budget)
+        for (source, agent, seed), rows in runs.items():
+            at = np.searchsorted(rows["frame"].to_numpy(), grid.frames, side="right") - 1
+            s = (source, agent)
+            grid.seeds.setdefault(s, []).append(seed)
+            grid.returns.setdefault(s, []).append(rows["episode_reward"].to_numpy()[at])
+            grid.dormant.setdefault(s, []).append(rows["dormant_ratio"].to_numpy()[at])
+        for s in grid.seeds:
+            grid.seeds[s] = np.array(grid.seeds[s])
+            grid.returns[s] = np.vstack(grid.returns[s])
+            grid.dormant[s] = np.vstack(grid.dormant[s])
+        grids[task] = grid
+    return grids, short
+
+
+def scores(grids: dict, last_k: int) -> pd.DataFrame:
+    """One row per run: the mean normalized return over the task's last `last_k` grid frames."""
+    rows = []
+    for task, grid in grids.items():
+        for (source, agent), seeds in grid.seeds.items():
+            values = normalize(grid.returns[(source, agent)][:, -last_k:].mean(axis=1))
+            rows += [dict(source=source, agent=agent, task=task, seed=int(seed),
+                          frames=int(grid.frames[-1]), score=float(v))
+                     for seed, v in zip(seeds, values)]
+    return pd.DataFrame(rows, columns=["source", "agent", "task", "seed", "frames", "score"])
+
+
+def select(grids: dict, tasks, ragged: str):
+    """The aggregate's task set and, per series, the seeds used on each of its tasks.
+
+    Tasks: those of the config on which every harness agent has runs (every series when there
+    are no harness runs). Another source enters the aggregate only if it covers all of them.
+    """
+    series = sorted({s for g in grids.values() for s in g.seeds})
+    primary = [s for s in series if s[0] == HARNESS] or series
+    task_set = [t for t in tasks if t in grids and all(s in grids[t].seeds for s in primary)]
+    dropped = [t for t in tasks if t not in task_set]
+    if dropped:
+        log.info("aggregate: tasks left out of the estimates (not every %s has runs on them): %s",
+                 "harness agent" if primary[0][0] == HARNESS else "series", ", ".join(dropped))
+    used = {}
+    for s in series:
+        if not task_set or not all(s in grids[t].seeds for t in task_set):
+            log.info("aggregate: %s covers only some of the tasks %s: kept out of the estimates, "
+                     "still drawn per task", series_name(s), ", ".join(task_set))
+            continue
+        counts = {t: len(grids[t].seeds[s]) for t in task_set}
+        seeds = {t: np.sort(grids[t].seeds[s]) for t in task_set}
+        if len(set(counts.values())) > 1:
+            detail = ", ".join(f"{t} {n}" for t, n in counts.items())
+            if ragged == "error":
+                raise ValueError(f"{series_name(s)} has different seed counts per task ({detail}) "
+                                 "and aggregate.ragged is 'error'")
+            if ragged == "truncate":
+                n = min(counts.values())
+                for t in task_set:
+                    if len(seeds[t]) > n:
+                        log.info("ragged (truncate): %s %s drops seeds %s", series_name(s), t,
+                                 ", ".join(map(str, seeds[t][n:])))
+                    seeds[t] = seeds[t][:n]
+            else:
+                log.info("ragged (resample): %s seeds per task %s; each task is resampled from "
+                         "its own runs", series_name(s), detail)
+        used[s] = seeds
+    return task_set, used
+
+
+# ----------------------------------------------------------------------------- bootstrap
+
+def rng_seed(seed: int, *key) -> int:
+    """A 32-bit seed from the config seed and a key, independent of any iteration order."""
+    text = "|".join(map(str, (seed, *key))).encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:4], "little")
+
+
+@contextlib.contextmanager
+def _global_rng(state: np.random.RandomState):
+    """Hands `state` to code that draws from np.random (rliable 1.2.0 does), then restores it."""
+    saved = np.random.get_state()
+    np.random.set_state(state.get_state())
+    try:
+        yield
+    finally:
+        np.random.set_state(saved)
+
+
+def interval_estimate(arrays: list, func, reps: int, seed: int, key: tuple):
+    """rliable's stratified bootstrap of func(*arrays) with the RandomState of `key`.
+
+    `arrays` is one (runs, tasks, ...) matrix, or one (runs_t, 1, ...) array per task when the
+    tasks' seed counts differ (each then resampled from its own runs). Returns 1-D arrays
+    (point, ci_low, ci_high).
+    """
+    state = np.random.RandomState(rng_seed(seed, *key))
+    with _global_rng(state):
+        point, interval = rly.get_interval_estimates({"x": list(arrays)}, func, reps=reps)
+    return np.atleast_1d(point["x"]), np.atleast_1d(interval["x"][0]), np.atleast_1d(interval["x"][1])
+
+
+def pack(per_task: list, columns: bool = False) -> list:
+    """Per-task run arrays (n_t, ...) as rliable's input: one matrix if rectangular."""
+    if not columns and len({len(a) for a in per_task}) == 1:
+        return [np.stack(per_task, axis=1)]
+    return [a[:, None] for a in per_task]
+
+
+def _pooled(arrays) -> np.ndarray:
+    return np.concatenate([a.reshape(-1, *a.shape[2:]) for a in arrays])
+
+
+def _task_means(arrays) -> np.ndarray:
+    return np.concatenate([a.mean(axis=0) for a in arrays])
+
+
+# Each takes pack()'s arrays, so one matrix and per-task arrays give the same point estimate.
+# IQM and optimality gap pool every run (as rliable does); mean and median are over task means.
+AGGREGATES = {
+    "iqm": lambda *a: np.array([metrics.aggregate_iqm(_pooled(a))]),
+    "median": lambda *a: np.array([metrics.aggregate_median(_task_means(a)[None])]),
+    "mean": lambda *a: np.array([metrics.aggregate_mean(_task_means(a)[None])]),
+    "optimality_gap": lambda *a: np.array([metrics.aggregate_optimality_gap(_pooled(a))]),
+}
+
+
+def iqm_curve(*arrays) -> np.ndarray:
+    return scipy.stats.trim_mean(_pooled(arrays), 0.25, axis=0)
+
+
+def profile(*arrays) -> np.ndarray:
+    return rly.score_distributions(_pooled(arrays), TAUS)
+
+
+def p_greater(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per task P(X > Y) + P(X = Y) / 2 over all run pairs, for (n, tasks) and (m, tasks) scores.
+
+    Equals rliable's probability_of_improvement per task (Mann-Whitney U / (n m), a test checks),
+    without a scipy call per task per replicate, which made 50,000 reps take minutes.
+    """
+    a, b = x[:, None], y[None, :]
+    return (a > b).mean(axis=(0, 1)) + 0.5 * (a == b).mean(axis=(0, 1))
+
+
+def _improvement(n_ours: int):
+    def func(*arrays):
+        xs, ys = arrays[:n_ours], arrays[n_ours:]
+        return np.array([np.concatenate([p_greater(x, y) for x, y in zip(xs, ys)]).mean()])
+    return func
+
+
+# ----------------------------------------------------------------------------- everything
+
+@dataclass
+class Results:
+    scores: pd.DataFrame  # the runs the estimates use
+    estimates: pd.DataFrame
+    profiles: pd.DataFrame
+    task_curves: pd.DataFrame
+    meta: dict
+    short: list  # runs left out for ending before the budget: ((source, agent, task, seed), problem)
+
+
+def _task_curves(grids: dict, profile_reps: int, seed: int) -> pd.DataFrame:
+    parts = []
+    for task, grid in grids.items():
+        for s, returns in grid.returns.items():
+            point, low, high = interval_estimate([returns[:, None, :]], iqm_curve, profile_reps,
+                                                 seed, (*s, f"task_iqm:{task}"))
+            dormant = grid.dormant[s]
+            known = (~np.isnan(dormant)).sum(axis=0)
+            with warnings.catch_warnings():  # frames where no run knows its dormant ratio
+                warnings.simplefilter("ignore", RuntimeWarning)
+                d_mean, d_std = np.nanmean(dormant, axis=0), np.nanstd(dormant, axis=0)
+            parts.append(pd.DataFrame(dict(
+                source=s[0], agent=s[1], task=task, frame=grid.frames, seeds=len(returns),
+                mean=returns.mean(axis=0), std=returns.std(axis=0), iqm=point, iqm_low=low,
+                iqm_high=high, dormant_mean=d_mean, dormant_std=d_std, dormant_seeds=known)))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _curve_frames(grids: dict, task_set: list) -> np.ndarray:
+    """The sample-efficiency grid: the coarsest task grid, within every task's grid range."""
+    coarsest = max(task_set, key=lambda t: _spacing(grids[t].frames))
+    lo = max(grids[t].frames[0] for t in task_set)
+    hi = min(grids[t].frames[-1] for t in task_set)
+    f = grids[coarsest].frames
+    return f[(f >= lo) & (f <= hi)]
+
+
+def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: int = 50000,
+            profile_reps: int = 2000, seed: int = 0, ragged: str = "resample",
+            ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False) -> Results:
+    if ragged not in RAGGED_POLICIES:
+        raise ValueError(f"aggregate.ragged {ragged!r} is not one of {RAGGED_POLICIES}")
+    grids, short = align(tidy, tasks, frames, skip_short)
+    if not grids:
+        raise ValueError("no runs to aggregate: no harness run of the config's grid and no "
+                         "published data on the config's tasks")
+    all_scores = scores(grids, last_k)
+    task_set, used = select(grids, tasks, ragged)
+    common = {int(grids[t].frames[-1]) for t in task_set}
+    frames_col = common.pop() if len(common) == 1 else np.nan
+
+    keep = pd.Series(False, index=all_scores.index)
+    for s, seeds in used.items():
+        for t, ss in seeds.items():
+            keep |= ((all_scores["source"] == s[0]) & (all_scores["agent"] == s[1])
+                     & (all_scores["task"] == t) & all_scores["seed"].isin(ss))
+    used_scores = all_scores[keep].reset_index(drop=True)
+
+    score_of = used_scores.set_index(["source", "agent", "task", "seed"])["score"]
+
+    def per_task(s):
+        """Series s's scores, one array per task of the task set, seeds sorted."""
+        return [score_of.loc[[(*s, t, int(x)) for x in used[s][t]]].to_numpy() for t in task_set]
+
+    def per_task_curves(s):
+        """Series s's normalized returns on the sample-efficiency grid, one array per task."""
+        out = []
+        for t in task_set:
+            g = grids[t]
+            rows = [int(np.flatnonzero(g.seeds[s] == x)[0]) for x in used[s][t]]
+            cols = np.searchsorted(g.frames, curve_frames, side="right") - 1
+            out.append(normalize(g.returns[s][np.ix_(rows, cols)]))
+        return out
+
+    rows, profile_rows = [], []
+    curve_frames = _curve_frames(grids, task_set) if used else np.array([], dtype=int)
+    for s in used:
+        arrays = pack(per_task(s))
+        for metric in METRICS:
+            p, lo, hi = interval_estimate(arrays, AGGREGATES[metric], reps, seed, (*s, metric))
+            rows.append(dict(source=s[0], agent=s[1], metric=metric, frames=frames_col,
+                             estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
+        p, lo, hi = interval_estimate(arrays, profile, profile_reps, seed, (*s, "profile"))
+        profile_rows.append(pd.DataFrame(dict(source=s[0], agent=s[1], tau=TAUS, fraction=p,
+                                              ci_low=lo, ci_high=hi, reps=profile_reps)))
+        p, lo, hi = interval_estimate(pack(per_task_curves(s)), iqm_curve, reps, seed,
+                                      (*s, "iqm_curve"))
+        rows += [dict(source=s[0], agent=s[1], metric="iqm_curve", frames=int(f), estimate=a,
+                      ci_low=b, ci_high=c, reps=reps) for f, a, b, c in zip(curve_frames, p, lo, hi)]
+
+    x = parse_series(ours)
+    for baseline in baselines:
+        y = parse_series(baseline)
+        missing = [series_name(z) for z in (x, y) if z not in used]
+        if missing:
+            log.info("probability of improvement of %s over %s: skipped, no aggregate runs of %s",
+                     series_name(x), series_name(y), ", ".join(missing))
+            continue
+        xs, ys = per_task(x), per_task(y)
+        columns = len({len(a) for a in xs + ys}) > 1
+        arrays = pack(xs, columns) + pack(ys, columns)
+        metric = f"prob_improvement_vs_{series_name(y)}"
+        p, lo, hi = interval_estimate(arrays, _improvement(len(arrays) // 2), reps, seed, (*x, metric))
+        rows.append(dict(source=x[0], agent=x[1], metric=metric, frames=frames_col,
+                         estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
+
+    meta = dict(
+        tasks=task_set, last_k=last_k, ragged=ragged, reps=reps, profile_reps=profile_reps,
+        seed=seed, ours=ours, baselines=list(baselines),
+        curve_frames=[int(f) for f in curve_frames],
+        budgets={t: g.budget for t, g in grids.items()},
+        score_frames={t: int(g.frames[-1]) for t, g in grids.items()},
+        series=[dict(source=s[0], agent=s[1], in_aggregate=s in used,
+                     seeds={t: int(len(g.seeds[s])) for t, g in grids.items() if s in g.seeds},
+                     used_seeds={t: int(len(v)) for t, v in used.get(s, {}).items()})
+                for s in sorted({s for g in grids.values() for s in g.seeds})])
+    estimates = pd.DataFrame(rows, columns=["source", "agent", "metric", "frames", "estimate",
+                                            "ci_low", "ci_high", "reps"])
+    profiles = (pd.concat(profile_rows, ignore_index=True) if profile_rows else pd.DataFrame(
+        columns=["source", "agent", "tau", "fraction", "ci_low", "ci_high", "reps"]))
+    return Results(used_scores, estimates, profiles, _task_curves(grids, profile_reps, seed), meta, short)

@@ -1,0 +1,133 @@
+"""Figures from the cache alone: every file, one colour per series, clear failure without a cache."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import matplotlib.image
+import pandas as pd
+import pytest
+import yaml
+
+from drm import aggregate, figures
+from drm.bench_aggregate import make_grid
+
+REPO = Path(__file__).resolve().parents[1]
+PUBLISHED = REPO / "results" / "published" / "drqv2"
+pytestmark = pytest.mark.skipif(not PUBLISHED.is_dir(), reason=f"{PUBLISHED} is absent")
+TASKS = ["walker_walk", "cheetah_run"]
+
+
+@pytest.fixture(scope="module")
+def grid_aggregate(tmp_path_factory):
+    """Harness runs of all three agents on two published tasks, aggregated with the published data."""
+    root = tmp_path_factory.mktemp("grid")
+    make_grid(root / "runs", tasks=TASKS, seeds=range(1, 4), evals=6)
+    config = dict(agents=["drm", "drqv2", "alix"], tasks=TASKS, seeds=[1, 2, 3], aggregate=dict(
+        reps=100, profile_reps=50,
+        published=[dict(name="drqv2_published", path=str(PUBLISHED), format="drqv2")]))
+    aggregate.run(config, root / "runs", root / "agg")
+    return root / "agg"
+
+
+def test_plot_cli_draws_every_figure_as_png_and_pdf(grid_aggregate, tmp_path):
+    done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(grid_aggregate),
+                           "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr
+    expected = sorted(f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == expected
+    for name in figures.FIGURES:
+        image = matplotlib.image.imread(tmp_path / f"{name}.png")
+        assert image.shape[0] > 150 and image.shape[1] > 300
+        assert (tmp_path / f"{name}.pdf").read_bytes()[:5] == b"%PDF-"
+
+
+def test_redrawing_never_resamples(grid_aggregate, tmp_path, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("figures must not bootstrap")
+    monkeypatch.setattr("rliable.library.get_interval_estimates", refuse)
+    monkeypatch.setattr("drm.stats.interval_estimate", refuse)
+    assert len(figures.draw_all(grid_aggregate, tmp_path)) == 2 * len(figures.FIGURES)
+
+
+def test_missing_cache_fails_with_the_command_to_run(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(tmp_path / "none"),
+                           "--out", str(tmp_path / "figs")], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 2
+    assert "run `snakemake aggregate` first" in done.stderr
+    assert not (tmp_path / "figs").exists()
+
+
+def _lines(fig):
+    return [(line.get_color(), line.get_linestyle()) for ax in fig.axes for line in ax.get_lines()
+            if line.get_xydata().shape[0] > 2]
+
+
+def test_one_colour_per_series_in_every_figure(grid_aggregate):
+    cache = figures.load_cache(grid_aggregate)
+    assert cache.colour == {("harness", "drm"): "#D55E00", ("harness", "drqv2"): "#0072B2",
+                            ("harness", "alix"): "#009E73", ("drqv2_published", "drqv2"): "#56B4E9"}
+    assert set(cache.colour.values()) <= set(figures.OKABE_ITO.values())
+    assert [figures.label(*s) for s in cache.colour] == ["DrM", "DrQ-v2", "A-LIX", "DrQ-v2 (published)"]
+    fig = figures.task_curves_mean_std(cache)
+    assert {c for c, _ in _lines(fig)} == set(cache.colour.values())
+    assert ("#56B4E9", "--") in _lines(fig)  # published curves are dashed too
+    fig = figures.dormant_ratio(cache)
+    assert {c for c, _ in _lines(fig)} == {"#D55E00", "#0072B2", "#009E73"}  # no published dormant ratio
+    fig = figures.harness_vs_published(cache)
+    assert {c for c, _ in _lines(fig)} == {"#0072B2", "#56B4E9"}
+
+
+def test_titles_and_axes_carry_budget_seeds_and_units(grid_aggregate):
+    cache = figures.load_cache(grid_aggregate)
+    # every run reached 50k frames (the harness's 6 evaluations, every 10k); the common grid is the
+    # published one (every 20k), so the runs are scored at 40k
+    assert cache.meta["budgets"]["walker_walk"] == 50000
+    assert cache.meta["score_frames"]["walker_walk"] == 40000
+    head = figures.aggregate_estimates(cache)._suptitle.get_text()
+    assert "2 tasks" in head and "3-10 seeds per task" in head and "scores at 40k frames" in head
+    assert "100 reps" in head
+    fig = figures.sample_efficiency(cache)
+    assert fig.axes[0].get_xlabel() == "Environment frames (thousands)"
+    fig = figures.task_curves_iqm(cache)
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert "walker_walk (40k frames; n = 3/3/3/10)" in titles
+    assert fig.axes[0].get_ylabel() == "Episode return"
+    fig = figures.probability_of_improvement(cache)
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["DrM", "DrM"]
+
+
+def test_every_file_is_written_even_when_nothing_can_be_aggregated(tmp_path):
+    make_grid(tmp_path / "runs", agents=("drm",), tasks=("cheetah_run",), seeds=(1, 2), evals=4)
+    make_grid(tmp_path / "runs", agents=("drqv2",), tasks=("walker_run",), seeds=(1, 2), evals=4)
+    config = dict(agents=["drm", "drqv2"], tasks=["cheetah_run", "walker_run"], seeds=[1, 2],
+                  aggregate=dict(reps=20, profile_reps=20, published=[]))
+    res = aggregate.run(config, tmp_path / "runs", tmp_path / "agg")
+    assert res.meta["tasks"] == [] and res.scores.empty and res.estimates.empty
+    paths = figures.draw_all(tmp_path / "agg", tmp_path / "figs")
+    assert len(paths) == 2 * len(figures.FIGURES) and all(p.stat().st_size > 0 for p in paths)
+    cache = figures.load_cache(tmp_path / "agg")
+    assert figures.aggregate_estimates(cache).axes[0].texts[0].get_text().startswith("No series")
+    assert {c for c, _ in _lines(figures.task_curves_mean_std(cache))} == {"#D55E00", "#0072B2"}
+
+
+def test_published_config_aggregates_and_plots_the_published_curves_alone(tmp_path):
+    config = yaml.safe_load((REPO / "config" / "published.yaml").read_text())
+    schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
+    jsonschema.validate(config, schema)  # a whole workflow config
+    assert config["agents"] == [] and config["seeds"] == [] and len(config["tasks"]) == 24
+    config["aggregate"].update(reps=50, profile_reps=20)  # the file's own reps take minutes
+    config["aggregate"]["published"][0]["path"] = str(PUBLISHED)
+    res = aggregate.run(config, tmp_path / "runs", tmp_path / "agg")
+    assert res.meta["tasks"] == config["tasks"]
+    assert res.scores.groupby("task").size().sum() == 10 * 16 + 9 * 3 + 8 * 5
+    assert set(res.scores["frames"]) == {980000, 1000000, 2980000, 30000000}
+    assert res.meta["curve_frames"][-1] == 900000  # the humanoid grid (100k) up to the 0.98M tasks
+    skipped = pd.read_csv(tmp_path / "agg" / "skipped.csv")
+    assert skipped.empty
+    cache = figures.load_cache(tmp_path / "agg")
+    note = figures.probability_of_improvement(cache).axes[0].texts[0].get_text()
+    assert note.startswith("No probability of improvement")
+    assert "no harness runs of drqv2" in figures.harness_vs_published(cache)._suptitle.get_text()

@@ -1,0 +1,139 @@
+"""The frame-once replay against a naive computation over whole stored episodes."""
+import numpy as np
+import pytest
+
+from drm.dmc import TimeStep
+from drm.replay import ReplayBuffer
+
+GAMMA = 0.9
+
+
+def fake_episodes(lengths, action_dim=2, seed=0):
+    """Episodes of TimeSteps whose frames encode (episode, t) so stacks can be checked."""
+    rng = np.random.default_rng(seed)
+    episodes = []
+    for e, length in enumerate(lengths):
+        steps = []
+        for t in range(length + 1):
+            frame = np.full((3, 4, 4), (e * 50 + t) % 256, dtype=np.uint8)
+            steps.append(TimeStep(
+                observation=None, frame=frame,
+                action=np.zeros(action_dim, np.float32) if t == 0 else rng.uniform(-1, 1, action_dim).astype(np.float32),
+                reward=0.0 if t == 0 else float(rng.uniform()), discount=1.0 if t == 0 else float(rng.choice([1.0, 0.5])),
+                first=t == 0, last=t == length))
+        episodes.append(steps)
+    return episodes
+
+
+def naive_transitions(episodes, nstep, stack):
+    """Every (obs, action, n-step reward, discount, next_obs) DrQ-v2's per-episode code can sample."""
+    out = []
+    for steps in episodes:
+        frames = [s.frame for s in steps]
+
+        def obs(t):
+            return np.concatenate([frames[max(t - k, 0)] for k in reversed(range(stack))])
+
+        for t in range(len(steps) - nstep):  # DrQ-v2: idx = t + 1 in [1, len - nstep]
+            reward, discount = 0.0, 1.0
+            for i in range(nstep):
+                reward += discount * steps[t + 1 + i].reward
+                discount *= steps[t + 1 + i].discount * GAMMA
+            out.append((obs(t), steps[t + 1].action, reward, discount, obs(t + nstep)))
+    return out
+
+
+def key(obs, action, next_obs):
+    return (obs.tobytes(), action.tobytes(), next_obs.tobytes())
+
+
+@pytest.mark.parametrize("nstep", [1, 3])
+def test_every_sample_is_a_reference_transition_and_all_are_reached(nstep):
+    episodes = fake_episodes([7, 5, 9])
+    replay = ReplayBuffer(1000, (3, 4, 4), (2,), frame_stack=3, nstep=nstep, discount=GAMMA, seed=1)
+    for steps in episodes:
+        for ts in steps:
+            replay.add(ts)
+    reference = {key(o, a, n): (r, d) for o, a, r, d, n in naive_transitions(episodes, nstep, 3)}
+    obs, action, reward, discount, next_obs = replay.sample(4000)
+    seen = set()
+    for i in range(len(obs)):
+        k = key(obs[i], action[i], next_obs[i])
+        assert k in reference, "sampled a transition the reference does not have"
+        r, d = reference[k]
+        assert reward[i, 0] == pytest.approx(r, rel=1e-6)
+        assert discount[i, 0] == pytest.approx(d, rel=1e-6)
+        seen.add(k)
+    assert seen == set(reference), "uniform sampling should reach every valid transition"
+
+
+def test_sampling_is_uniform_over_transitions():
+    episodes = fake_episodes([6, 6])
+    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=2, discount=GAMMA, seed=3)
+    for ts in (ts for steps in episodes for ts in steps):
+        replay.add(ts)
+    obs, action, *_ = replay.sample(20000)
+    counts = {}
+    for i in range(len(obs)):
+        counts[action[i].tobytes()] = counts.get(action[i].tobytes(), 0) + 1
+    assert len(counts) == 2 * (6 + 1 - 2)
+    expected = 20000 / len(counts)
+    assert all(abs(c - expected) < 5 * np.sqrt(expected) for c in counts.values())
+
+
+def test_stacks_never_cross_episode_boundaries():
+    episodes = fake_episodes([4, 4])
+    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=1, discount=GAMMA, seed=0)
+    for ts in (ts for steps in episodes for ts in steps):
+        replay.add(ts)
+    obs, _, _, _, next_obs = replay.sample(2000)
+    for stack in np.concatenate([obs, next_obs]):
+        values = stack[::3, 0, 0].astype(int)  # one value per stacked frame: e * 50 + t
+        assert len({v // 50 for v in values}) == 1
+
+
+def test_ring_is_bounded_and_forgets_the_oldest_steps():
+    episodes = fake_episodes([9] * 6)
+    replay = ReplayBuffer(25, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
+    for ts in (ts for steps in episodes for ts in steps):
+        replay.add(ts)
+    assert len(replay) == 25 and replay.frames.shape[0] == 25
+    reference = {key(o, a, n) for o, a, r, d, n in naive_transitions(episodes, 3, 3)}
+    obs, action, _, _, next_obs = replay.sample(3000)
+    oldest_kept_episode = (60 - 25) // 10
+    for i in range(len(obs)):
+        assert key(obs[i], action[i], next_obs[i]) in reference
+        assert obs[i][0, 0, 0] // 50 >= oldest_kept_episode
+
+
+def test_snapshot_chunks_rebuild_the_ring_and_only_new_steps_are_written(tmp_path):
+    steps = [ts for episode in fake_episodes([8] * 7) for ts in episode]
+    a = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
+    saved = 0
+    for cut in (10, 30, 45):  # three snapshots; the ring (20) wraps between them
+        for ts in steps[a.total:cut]:
+            a.add(ts)
+        a.save_chunks(tmp_path, saved)
+        saved = a.total
+        a.prune_chunks(tmp_path)
+    # steps [0, 10) fell out of the ring (oldest kept: 45 - 20 = 25); each chunk holds new steps only
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000000000010-000000000030.npz", "000000000030-000000000045.npz"]
+    for ts in steps[45:50]:  # steps after the last snapshot, then a chunk that never completed
+        a.add(ts)
+    a.save_chunks(tmp_path, saved)
+    b = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=99)
+    b.load_chunks(tmp_path, 45)
+    b.rng.bit_generator.state = a.rng.bit_generator.state
+    assert not (tmp_path / "000000000045-000000000050.npz").exists(), "an uncommitted chunk is dropped"
+    a_at_45 = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
+    for ts in steps[:45]:
+        a_at_45.add(ts)
+    a_at_45.rng.bit_generator.state = a.rng.bit_generator.state
+    for x, y in zip(a_at_45.sample(64), b.sample(64)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_one_frame_per_time_step_is_stored():
+    assert ReplayBuffer.bytes_per_step((3, 84, 84), (6,)) == 21168 + 24 + 16
+    assert ReplayBuffer.bytes_per_step((3, 84, 84), (38,)) <= 21_700

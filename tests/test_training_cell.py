@@ -1,0 +1,69 @@
+"""The training cell end to end on the CPU: contract files, same seed, kill and resume."""
+import json
+
+import pytest
+import yaml
+
+from helpers import TINY, kill_and_resume, read_csv, run_cell, without_wall_clock
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    run_cell(out, "drqv2")
+    return out
+
+
+def test_cell_writes_the_contract_files(reference_run):
+    out = reference_run
+    evals = read_csv(out / "eval.csv")
+    assert [int(r["frame"]) for r in evals] == [0, 1000, 2000], "from frame 0, every 1000, and the final frame"
+    assert {"frame", "step", "episode", "episode_reward", "total_time"} <= set(evals[0])
+    assert all(int(r["step"]) * 2 == int(r["frame"]) for r in evals)
+
+    train = read_csv(out / "train.csv")
+    assert [int(r["frame"]) for r in train] == [500, 1000, 1500, 2000]
+    for column in ("frame", "step", "episode", "episode_reward", "fps", "actor_dormant_ratio"):
+        assert column in train[0]
+    assert train[0]["actor_dormant_ratio"] == "", "no update before the seed frames"
+    ratios = [float(r["actor_dormant_ratio"]) for r in train[2:]]
+    assert all(0.0 <= x <= 1.0 for x in ratios)
+
+    cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert cfg["agent"]["name"] == "drqv2" and cfg["batch_size"] == 16
+    assert cfg["lr"] == 1.0e-4 and cfg["stddev_schedule"] == "linear(1.0,0.1,100000)", "presets filled in"
+
+    meta = json.loads((out / "meta.json").read_text())
+    assert meta["frames"] == 2000 and meta["starts"] == 1
+    assert meta["git"]["commit"] and meta["packages"]["torch"].startswith("2.13")
+    for key in ("device", "hostname", "mujoco_gl", "slurm_job_id", "gpu"):
+        assert key in meta["machine"]
+    assert meta["started_at"] < meta["finished_at"]
+    assert not (out / "work").exists(), "snapshot and partial logs are removed at the end"
+
+
+def test_killed_and_resumed_run_ends_with_the_same_files(reference_run, tmp_path):
+    kill_and_resume(tmp_path, "drqv2")
+    for name in ("eval.csv", "train.csv"):
+        assert without_wall_clock(read_csv(tmp_path / name)) == without_wall_clock(read_csv(reference_run / name))
+    assert json.loads((tmp_path / "meta.json").read_text())["starts"] == 2
+
+
+def test_same_seed_twice_gives_identical_returns(reference_run, tmp_path):
+    # Killed before its first snapshot, so the second start trains from scratch.
+    kill_and_resume(tmp_path, "drqv2", kill_when=lambda d: (d / "work" / "eval.csv").exists())
+    assert without_wall_clock(read_csv(tmp_path / "eval.csv")) == without_wall_clock(read_csv(reference_run / "eval.csv"))
+
+
+def test_a_finished_run_is_not_trained_again(reference_run):
+    before = (reference_run / "eval.csv").read_bytes()
+    done = run_cell(reference_run, "drqv2")
+    assert "already finished" in done.stderr
+    assert (reference_run / "eval.csv").read_bytes() == before
+
+
+def test_different_seed_gives_different_returns(reference_run, tmp_path):
+    run_cell(tmp_path, "drqv2", seed=2, num_train_frames=1000, num_seed_frames=1000)
+    assert read_csv(tmp_path / "eval.csv")[0]["episode_reward"] != read_csv(reference_run / "eval.csv")[0]["episode_reward"]

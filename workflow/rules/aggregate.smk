@@ -1,0 +1,54 @@
+# Statistics and figures. `aggregate` reads every finished cell of the grid (plus published
+# data) and caches the bootstrap results; `plot` draws the figures from that cache for `all`
+# and the report; `figures` re-draws them from the cache alone: it has no inputs, so it never
+# plans a training job, even after the code changed.
+
+localrules: aggregate, plot, figures
+
+FIGURE_NAMES = ["aggregate_estimates", "sample_efficiency", "performance_profile",
+                "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
+                "dormant_ratio", "harness_vs_published"]
+
+
+rule aggregate:
+    input:
+        evals=grid_outputs("eval.csv"),
+        trains=grid_outputs("train.csv"),
+        metas=grid_outputs("meta.json"),
+    output:
+        tidy="results/aggregate/tidy.csv",
+        scores="results/aggregate/scores.csv",
+        estimates="results/aggregate/estimates.csv",
+        skipped="results/aggregate/skipped.csv",
+        cache="results/aggregate/cache/meta.json",
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/aggregate.log",
+    script:
+        "../scripts/aggregate.py"
+
+
+rule plot:
+    input:
+        rules.aggregate.output,
+    output:
+        [report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+         for name in FIGURE_NAMES],
+        [f"results/figures/{name}.pdf" for name in FIGURE_NAMES],
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/plot.log",
+    shell:
+        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1"
+
+
+rule figures:
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/figures.log",
+    shell:
+        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1 "
+        "|| (cat {log} >&2; exit 1)"

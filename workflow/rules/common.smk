@@ -1,0 +1,38 @@
+# Config validation and the helpers the rules share; the logic lives in drm/grid.py.
+from snakemake.utils import validate
+
+from drm import grid
+from drm.config import AGENTS
+
+RUN = "results/runs/{agent}/{task}/seed{seed}"
+
+grid.check_grid(config)
+validate(config, schema="../schemas/config.schema.yaml")
+CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
+if workflow.is_main_process and workflow.local_exec:
+    _limit = workflow.resource_settings.resources.get("gpu")
+    grid.claim_local_gpus(config, _limit.value if _limit is not None else None, grid.detected_gpus())
+
+
+def grid_outputs(name):
+    return [f"results/runs/{a}/{t}/seed{s}/{name}" for a, t, s in grid.cells(config)]
+
+
+def _cell(wildcards):
+    return CELLS[(wildcards.agent, wildcards.task, int(wildcards.seed))]
+
+
+def cell_args(wildcards):
+    return grid.hydra_args(grid.overrides_of(config, wildcards.agent, wildcards.task, int(wildcards.seed)))
+
+
+def cell_gpus(wildcards):
+    return 1 if config["train"]["device"] == "cuda" else 0
+
+
+def cell_mem_mb(wildcards):
+    return grid.mem_mb(_cell(wildcards), config["resources"]["mem_margin_mb"])
+
+
+def cell_runtime(wildcards, attempt):
+    return grid.runtime_minutes(_cell(wildcards), config["resources"], attempt)
