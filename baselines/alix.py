@@ -9,6 +9,7 @@ Read next to agents.md section 3. A-LIX is DrQ-v2 with three changes:
 The critic's two Q heads form one parallel ensemble layer (official `DenseParallel`).
 """
 import math
+from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
@@ -198,7 +199,7 @@ class ALIXAgent(DrQV2Agent):
 
     def __init__(self, *args, lix_pad=2, lix_s_init=0.5, nd_target=0.535, nd_kernel=3,
                  nd_eps=1e-20, s_lr=2e-3, s_betas=(0.5, 0.999), **kwargs):
-        s_betas = tuple(s_betas)
+        s_betas = tuple(s_betas) if isinstance(s_betas, Iterable) else (s_betas,)
         _check("lix_pad", lix_pad, _number(lix_pad) and lix_pad >= 0, ">= 0")
         _check("lix_s_init", lix_s_init, _number(lix_s_init) and 0 <= lix_s_init <= 1, "in [0, 1]")
         _check("nd_target", nd_target, _number(nd_target) and 0 <= nd_target < math.inf, "in [0, inf)")

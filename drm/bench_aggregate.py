@@ -4,7 +4,9 @@ Writes harness-shaped runs (3 agents x 8 tasks x 10 seeds x 150 evaluations, one
 episode per 1,000 frames) into a temporary folder, then times the import, the estimates (with
 the default 50,000/2,000 reps unless told otherwise) and re-drawing every figure from the cache.
 `redraw_s` draws in this process; `redraw_cli_s` is `python -m drm.plot` as the workflow runs it,
-imports included. Target: re-drawing under 10 s on the 2-core development machine.
+imports included. The `*_cpu_s` numbers are CPU time, which a busy shared machine inflates less
+than wall time (`load_average` says how busy it was). Target: re-drawing under 10 s on the
+2-core development machine.
 """
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import argparse
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -80,22 +83,32 @@ def main(argv=None) -> int:
         make_grid(runs)
         config = dict(agents=list(AGENTS), tasks=list(TASKS), seeds=list(range(1, 11)),
                       aggregate=dict(reps=args.reps, profile_reps=args.profile_reps, published=[]))
-        t0 = time.perf_counter()
+        wall, cpu = [time.perf_counter()], [time.process_time()]
+
+        def lap():
+            wall.append(time.perf_counter())
+            cpu.append(time.process_time())
         imported = results.load(runs, AGENTS, TASKS, config["seeds"], [], False)
-        t1 = time.perf_counter()
+        lap()
         aggregate.run(config, runs, agg)
-        t2 = time.perf_counter()
+        lap()
         figures.draw_all(agg, figs)
-        t3 = time.perf_counter()
+        lap()
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+        child = resource.getrusage(resource.RUSAGE_CHILDREN)
         subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(agg), "--out", str(figs)],
                        check=True, env=env, stdout=subprocess.DEVNULL)
-        t4 = time.perf_counter()
+        lap()
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall_s = [round(b - a, 2) for a, b in zip(wall, wall[1:])]
+    cpu_s = [round(b - a, 2) for a, b in zip(cpu, cpu[1:])]
     out = dict(grid=f"{len(AGENTS)} agents x {len(TASKS)} tasks x 10 seeds x 150 evaluations",
                tidy_rows=len(imported.tidy), reps=args.reps, profile_reps=args.profile_reps,
-               import_s=round(t1 - t0, 2), aggregate_s=round(t2 - t1, 2),
-               estimates_s=round((t2 - t1) - (t1 - t0), 2), redraw_s=round(t3 - t2, 2),
-               redraw_cli_s=round(t4 - t3, 2),
+               import_s=wall_s[0], aggregate_s=wall_s[1], estimates_s=round(wall_s[1] - wall_s[0], 2),
+               redraw_s=wall_s[2], redraw_cli_s=wall_s[3],
+               aggregate_cpu_s=cpu_s[1], redraw_cpu_s=cpu_s[2],
+               redraw_cli_cpu_s=round(after.ru_utime + after.ru_stime - child.ru_utime - child.ru_stime, 2),
+               load_average=round(os.getloadavg()[0], 1), cores=os.cpu_count(),
                figures=len(figures.FIGURES), redraw_target_s=10.0)
     if args.json:
         print(json.dumps(out))

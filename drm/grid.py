@@ -19,20 +19,20 @@ class ConfigError(ValueError):
 
 
 def task_names() -> dict:
-    """dm_control's task list, imported with rendering off: the Snakemake process never renders,
-    and each job (possibly on another machine) must choose its own MUJOCO_GL."""
-    before, handlers = os.environ.get("MUJOCO_GL"), list(logging.root.handlers)
-    os.environ["MUJOCO_GL"] = "disabled"
+    """dm_control's task list. Unless the user chose a backend, dm_control is imported with
+    rendering off: the Snakemake process never renders, and each job (possibly on another
+    machine) must choose its own MUJOCO_GL, so none is left behind in the environment."""
+    unset, handlers = "MUJOCO_GL" not in os.environ, list(logging.root.handlers)
+    if unset:
+        os.environ["MUJOCO_GL"] = "disabled"
     try:
         from drm.dmc import task_names as names
 
         return names()
     finally:
         logging.root.handlers = handlers  # dm_control's import adds a root handler: log lines twice
-        if before is None:
+        if unset:
             del os.environ["MUJOCO_GL"]
-        else:
-            os.environ["MUJOCO_GL"] = before
 
 
 def check_grid(cfg: dict) -> None:
@@ -43,7 +43,8 @@ def check_grid(cfg: dict) -> None:
     unknown = [a for a in cfg["agents"] if a not in cell_config.AGENTS]
     if unknown:
         raise ConfigError(f"agents: unknown {unknown}; valid agents: {', '.join(cell_config.AGENTS)}")
-    unknown = [t for t in cfg["tasks"] if t not in task_names()]
+    trains = bool(cfg["agents"] and cfg["seeds"])  # else only aggregates (published data)
+    unknown = [t for t in cfg["tasks"] if trains and t not in task_names()]
     if unknown:
         raise ConfigError(f"tasks: unknown {unknown}; valid tasks: {', '.join(sorted(task_names()))}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg["seeds"]):

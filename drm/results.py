@@ -18,10 +18,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drm.stats import DMC_TASKS, HARNESS, MAX_RETURN
-
 log = logging.getLogger(__name__)
 
+HARNESS = "harness"  # the `source` of the harness's own runs
+MAX_RETURN = 1000.0  # DMC: rewards in [0, 1] over 1000 environment steps
+# Tasks the normalizer knows (DrQ-v2 spelling: cup_catch is ball_in_cup_catch; reach_duplo is
+# the manipulation suite's). Add a task here only if its returns also lie in [0, 1000].
+DMC_TASKS = frozenset("""
+acrobot_swingup acrobot_swingup_sparse ball_in_cup_catch cup_catch cartpole_balance
+cartpole_balance_sparse cartpole_swingup cartpole_swingup_sparse cartpole_three_poles
+cartpole_two_poles cheetah_run dog_fetch dog_run dog_stand dog_trot dog_walk finger_spin
+finger_turn_easy finger_turn_hard fish_swim fish_upright hopper_hop hopper_stand humanoid_run
+humanoid_stand humanoid_walk humanoid_CMU_run humanoid_CMU_stand humanoid_CMU_walk
+manipulator_bring_ball manipulator_bring_peg manipulator_insert_ball manipulator_insert_peg
+pendulum_swingup point_mass_easy point_mass_hard quadruped_escape quadruped_fetch quadruped_run
+quadruped_walk reach_duplo reacher_easy reacher_hard stacker_stack_2 stacker_stack_4
+swimmer_swimmer6 swimmer_swimmer15 walker_run walker_stand walker_walk
+""".split())
 TIDY_COLUMNS = ["source", "agent", "task", "seed", "frame", "episode_reward", "dormant_ratio"]
 SKIPPED_COLUMNS = ["source", "agent", "task", "seed", "path", "line", "problem"]
 FORMATS = {
@@ -85,7 +98,7 @@ def _row_problems(df: pd.DataFrame, dormant_col: str | None, reward: bool = True
     if "task" in df.columns:
         flag(~df["task"].isin(DMC_TASKS),
              lambda i: f"task {df.at[i, 'task']!r} is unknown to the normalizer "
-                       "(drm.stats.DMC_TASKS: DMC returns / 1000)")
+                       "(drm.results.DMC_TASKS: DMC returns / 1000)")
     if dormant_col is not None:
         dormant = pd.to_numeric(df[dormant_col], errors="coerce")
         flag(dormant.isna() & df[dormant_col].notna(),
@@ -156,7 +169,7 @@ def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
     eval_path = run_dir / "eval.csv"
     if task not in DMC_TASKS:
         raise RunFileError(eval_path, None, f"task {task!r} (from the run directory) is unknown to "
-                                            "the normalizer (drm.stats.DMC_TASKS)", run)
+                                            "the normalizer (drm.results.DMC_TASKS)", run)
     if not eval_path.exists():
         raise RunFileError(eval_path, None, "missing (the run has meta.json but no eval.csv)", run)
     ev = _read_csv(eval_path)

@@ -27,23 +27,10 @@ import scipy.stats
 from rliable import library as rly
 from rliable import metrics
 
+from drm.results import HARNESS, MAX_RETURN
+
 log = logging.getLogger(__name__)
 
-HARNESS = "harness"  # the `source` of the harness's own runs
-MAX_RETURN = 1000.0  # DMC: rewards in [0, 1] over 1000 environment steps
-# Tasks the normalizer knows (DrQ-v2 spelling: cup_catch is ball_in_cup_catch; reach_duplo is
-# the manipulation suite's). Add a task here only if its returns also lie in [0, 1000].
-DMC_TASKS = frozenset("""
-acrobot_swingup acrobot_swingup_sparse ball_in_cup_catch cup_catch cartpole_balance
-cartpole_balance_sparse cartpole_swingup cartpole_swingup_sparse cartpole_three_poles
-cartpole_two_poles cheetah_run dog_fetch dog_run dog_stand dog_trot dog_walk finger_spin
-finger_turn_easy finger_turn_hard fish_swim fish_upright hopper_hop hopper_stand humanoid_run
-humanoid_stand humanoid_walk humanoid_CMU_run humanoid_CMU_stand humanoid_CMU_walk
-manipulator_bring_ball manipulator_bring_peg manipulator_insert_ball manipulator_insert_peg
-pendulum_swingup point_mass_easy point_mass_hard quadruped_escape quadruped_fetch quadruped_run
-quadruped_walk reach_duplo reacher_easy reacher_hard stacker_stack_2 stacker_stack_4
-swimmer_swimmer6 swimmer_swimmer15 walker_run walker_stand walker_walk
-""".split())
 METRICS = ("iqm", "median", "mean", "optimality_gap")
 RAGGED_POLICIES = ("resample", "truncate", "error")
 TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds on the normalized score

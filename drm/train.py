@@ -250,6 +250,8 @@ class Cell:
             ep_reward += ts.reward
             ep_length += 1
             self.step += 1
+        if ts is not None and ts.last:  # the last episode ended with the budget: log it too
+            self.end_episode(ep_reward, ep_length, metrics, ep_started)
         if self.last_eval_step != self.step:
             self.evaluate()  # every run ends with its score at the final frame
         if self.show_progress:

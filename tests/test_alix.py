@@ -263,7 +263,7 @@ def test_snapshot_round_trip_continues_identically():
 
 @pytest.mark.parametrize("key,value", [
     ("lix_s_init", 1.5), ("nd_kernel", 4), ("nd_kernel", 1), ("nd_eps", 0.0), ("s_lr", -1.0),
-    ("s_betas", [0.5]), ("s_betas", [0.5, 1.0]), ("lix_pad", -1), ("nd_target", float("nan")),
+    ("s_betas", [0.5]), ("s_betas", [0.5, 1.0]), ("s_betas", 0.5), ("lix_pad", -1), ("nd_target", float("nan")),
 ])
 def test_bad_settings_are_refused(key, value):
     with pytest.raises(ValueError, match=f"agent.{key}="):

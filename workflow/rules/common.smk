@@ -9,9 +9,23 @@ RUN = "results/runs/{agent}/{task}/seed{seed}"
 grid.check_grid(config)
 validate(config, schema="../schemas/config.schema.yaml")
 CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
-if workflow.is_main_process and workflow.local_exec:
-    _limit = workflow.resource_settings.resources.get("gpu")
-    grid.claim_local_gpus(config, _limit.value if _limit is not None else None, grid.detected_gpus())
+
+
+def _trains_here():
+    """Whether this run (not a dry run: onstart is skipped there) trains on this machine."""
+    if not workflow.local_exec:
+        return False
+    try:
+        return any(job.rule.name == "train" for job in workflow.dag.needrun_jobs())
+    except AttributeError:  # Snakemake's DAG API moved: check anyway
+        return True
+
+
+onstart:
+    # Only here does Snakemake know where jobs run and which will run.
+    if _trains_here():
+        limit = workflow.resource_settings.resources.get("gpu")
+        grid.claim_local_gpus(config, limit.value if limit is not None else None, grid.detected_gpus())
 
 
 def grid_outputs(name):

@@ -1,0 +1,103 @@
+"""The workflow's grid logic (drm/grid.py), without Snakemake."""
+import os
+import shlex
+
+import pytest
+import yaml
+
+from drm import grid
+
+CONFIG = {
+    "agents": ["drm", "drqv2"], "tasks": ["hopper_hop", "dog_run"], "seeds": [1, 2],
+    "train": {"device": "cpu", "threads": 1, "overrides": {"num_eval_episodes": 5},
+              "agent_overrides": {"drm": {"agent.expectile": 0.8}},
+              "task_overrides": {"dog_run": {"num_train_frames": 1_000_000}},
+              "cell_overrides": {"drm/dog_run/2": {"batch_size": 128}}},
+    "resources": {"jobs_per_gpu": 1, "mem_margin_mb": 1000, "frames_per_hour": 100_000,
+                  "max_runtime_minutes": 600},
+}
+
+
+def with_(**changes):
+    cfg = yaml.safe_load(yaml.safe_dump(CONFIG))
+    for key, value in changes.items():
+        section, _, name = key.partition("__")
+        if name:
+            cfg[section][name] = value
+        else:
+            cfg[section] = value
+    return cfg
+
+
+def test_overrides_stack_global_agent_task_cell():
+    assert grid.overrides_of(CONFIG, "drm", "dog_run", 2) == {
+        "num_eval_episodes": 5, "agent.expectile": 0.8, "num_train_frames": 1_000_000, "batch_size": 128}
+    assert grid.overrides_of(CONFIG, "drqv2", "hopper_hop", 1) == {"num_eval_episodes": 5}
+
+
+def test_every_cell_is_composed_with_presets_and_overrides():
+    cells = grid.compose_all(CONFIG)
+    assert len(cells) == 8
+    assert cells[("drm", "dog_run", 2)].batch_size == 128
+    assert cells[("drm", "dog_run", 1)].agent.max_perturb_factor == 0.6
+    assert cells[("drqv2", "hopper_hop", 1)].num_train_frames == 3_100_000
+    assert cells[("drm", "hopper_hop", 1)].agent.expectile == 0.8
+
+
+@pytest.mark.parametrize("cfg, message", [
+    (with_(agents=["drm", "ppo"]), "agents: unknown ['ppo']; valid agents: drqv2, drm, alix"),
+    (with_(tasks=["dog_fly"]), "tasks: unknown ['dog_fly']; valid tasks: acrobot_swingup"),
+    (with_(seeds=[1, 2, 2]), "seeds: duplicate entries [2]; each may appear once"),
+    (with_(seeds=[1, "two"]), "seeds: [1, 'two'] must all be integers"),
+])
+def test_bad_grids_are_refused_by_name(cfg, message):
+    with pytest.raises(grid.ConfigError, match=None) as err:
+        grid.check_grid(cfg)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("train, message", [
+    ({"overrides": {"num_train_frames": 2000}},
+     "cell drm/hopper_hop/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=2000]"),
+    ({"overrides": {"num_trian_frames": 2000}}, "unknown config key 'num_trian_frames'"),
+    ({"cell_overrides": {"drm/dog_run/7": {}}}, "train.cell_overrides: ['drm/dog_run/7'] name no cell"),
+    ({"agent_overrides": {"alix": {}}}, "train.agent_overrides: 'alix' is not in the grid's"),
+])
+def test_bad_overrides_are_refused_before_any_job(train, message):
+    cfg = with_(train={**CONFIG["train"], "overrides": {}, "agent_overrides": {},
+                       "task_overrides": {}, "cell_overrides": {}, **train})
+    with pytest.raises(grid.ConfigError) as err:
+        grid.compose_all(cfg)
+    assert message in str(err.value)
+
+
+def test_more_gpu_slots_than_gpus_are_refused(monkeypatch):
+    monkeypatch.delenv("DRM_GPU_SLOTS", raising=False)
+    cfg = with_(train={**CONFIG["train"], "device": "cuda"})
+    with pytest.raises(grid.ConfigError, match=r"gpu=3 asks for more GPU slots than exist: 2 GPUs x "
+                                               r"resources.jobs_per_gpu=1 = 2"):
+        grid.claim_local_gpus(cfg, gpu_limit=3, detected=2)
+    with pytest.raises(grid.ConfigError, match="no GPU is visible here"):
+        grid.claim_local_gpus(cfg, gpu_limit=None, detected=0)
+    grid.claim_local_gpus(cfg, gpu_limit=2, detected=2)
+    assert os.environ["DRM_GPU_SLOTS"] == "2"
+    cfg["resources"]["jobs_per_gpu"] = 2
+    grid.claim_local_gpus(cfg, gpu_limit=4, detected=2)
+    assert (os.environ["DRM_GPU_SLOTS"], os.environ["DRM_JOBS_PER_GPU"]) == ("4", "2")
+
+
+def test_hydra_args_survive_the_shell_and_hydras_grammar():
+    args = grid.hydra_args({"stddev_schedule": "linear(1.0,0.1,500)", "agent.perturb": False,
+                            "lr": 8.0e-5, "num_train_frames": 1000, "agent.target_lambda": None})
+    assert shlex.split(args) == ["stddev_schedule='linear(1.0,0.1,500)'", "agent.perturb=false",
+                                 "lr=8e-05", "num_train_frames=1000", "agent.target_lambda=null"]
+
+
+def test_resources_follow_the_replay_and_the_frame_budget():
+    cells = grid.compose_all(CONFIG)
+    dog = cells[("drqv2", "dog_run", 1)]
+    assert grid.mem_mb(dog, 1000) == 1000 + int(1_000_000 * 21_400 / 2**20) + 1
+    uncapped = {**CONFIG["resources"], "max_runtime_minutes": 10**6}
+    assert grid.runtime_minutes(dog, uncapped, attempt=1) == 10 * 60 * 1.25 + 10  # 1M frames at 100k/h
+    assert grid.runtime_minutes(dog, uncapped, attempt=2) == 10 * 60 * 1.25 * 2 + 10
+    assert grid.runtime_minutes(dog, CONFIG["resources"], attempt=1) == 600, "capped"

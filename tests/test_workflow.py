@@ -1,0 +1,124 @@
+"""The Snakemake workflow on this machine: plans, refusals, and a real tiny grid end to end."""
+import shutil
+import time
+
+import pytest
+
+from workflow_helpers import planned_jobs, snakemake, workflow_copy, write_config
+
+TINY_GRID = """
+agents: [drm, drqv2, alix]
+tasks: [cartpole_balance]
+seeds: [1]
+train:
+  device: cpu
+  threads: 1
+  overrides: {num_train_frames: 2000, num_seed_frames: 1000, eval_every_frames: 1000,
+              num_eval_episodes: 1, episode_frames: 500, batch_size: 16,
+              replay_buffer_size: 10000, snapshot_every_frames: 500}
+  agent_overrides: {drm: {agent.dormant_perturb_interval: 200}}
+resources: {mem_margin_mb: 1000, frames_per_hour: 20000}
+aggregate: {reps: 200, profile_reps: 100}
+"""
+
+
+@pytest.fixture
+def wf(tmp_path):
+    return workflow_copy(tmp_path)
+
+
+def test_lint_is_clean(wf):
+    done = snakemake(wf, "--lint", "--configfile", "config/demo.yaml")
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_paper_grid_dry_run_lists_every_cell(wf):
+    done = snakemake(wf, "-n", "all")
+    assert done.returncode == 0, done.stderr
+    assert planned_jobs(done) == {"train": 3 * 8 * 10, "aggregate": 1, "plot": 1, "all": 1}
+    for cell in ("results/runs/drm/dog_run/seed10/eval.csv", "results/runs/alix/hopper_hop/seed1/eval.csv",
+                 "results/runs/drqv2/manipulator_bring_ball/seed7/eval.csv"):
+        assert cell in done.stdout
+
+
+def test_the_demo_dry_run_lists_its_cells(wf):
+    done = snakemake(wf, "-n", "all", "--configfile", "config/demo.yaml")
+    assert done.returncode == 0, done.stderr
+    assert planned_jobs(done)["train"] == 3 * 2 * 2
+
+
+@pytest.mark.parametrize("text, message", [
+    ("agents: [drm, sac]\ntasks: [cheetah_run]\nseeds: [1]\n", "agents: unknown ['sac']; valid agents: drqv2, drm, alix"),
+    ("agents: [drm]\ntasks: [cheetah_fly]\nseeds: [1]\n", "tasks: unknown ['cheetah_fly']; valid tasks:"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1, 1]\n", "seeds: duplicate entries [1]"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: cpu, overrides: {num_train_frames: 1000}}\n",
+     "cell drm/cheetah_run/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=1000]"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: tpu}\n", "'tpu' is not one of ['cuda', 'cpu']"),
+])
+def test_bad_configs_are_refused_before_any_job(wf, text, message):
+    cfg = write_config(wf, "bad.yaml", text)
+    done = snakemake(wf, "--cores", "1", "all", "--configfile", cfg)
+    assert done.returncode != 0
+    assert message in done.stdout + done.stderr
+    assert not (wf / "results" / "runs").exists(), "nothing ran"
+
+
+def test_a_gpu_grid_without_gpus_is_refused_at_start(wf):
+    cfg = write_config(wf, "gpu.yaml", "agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: cuda}\n")
+    done = snakemake(wf, "--cores", "1", "all", "--configfile", cfg, "--resources", "gpu=1")
+    assert done.returncode != 0
+    assert "train.device is cuda but no GPU is visible here" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_a_tiny_grid_end_to_end_then_one_cell_rerun_and_figures_from_cache(wf):
+    cfg = write_config(wf, "tiny.yaml", TINY_GRID)
+    done = snakemake(wf, "--cores", "2", "all", "--configfile", cfg, timeout=1800)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = wf / "results" / "runs"
+    for agent in ("drm", "drqv2", "alix"):
+        cell = runs / agent / "cartpole_balance" / "seed1"
+        assert {p.name for p in cell.iterdir()} >= {"eval.csv", "train.csv", "config.yaml", "meta.json"}
+        assert (wf / "results" / "logs" / "train" / agent / "cartpole_balance" / "seed1.log").exists()
+        assert (wf / "results" / "benchmarks" / "train" / agent / "cartpole_balance" / "seed1.tsv").exists()
+    figures = sorted(p.name for p in (wf / "results" / "figures").glob("*.png"))
+    assert "dormant_ratio.png" in figures and "aggregate_estimates.png" in figures
+    assert (wf / "results" / "aggregate" / "estimates.csv").stat().st_size > 0
+
+    nothing = snakemake(wf, "-n", "all", "--configfile", cfg)
+    assert "Nothing to be done" in nothing.stdout + nothing.stderr
+
+    # One cell deleted: exactly that cell is planned again, then the statistics.
+    shutil.rmtree(runs / "alix" / "cartpole_balance" / "seed1")
+    again = snakemake(wf, "-n", "all", "--configfile", cfg)
+    assert planned_jobs(again) == {"train": 1, "aggregate": 1, "plot": 1, "all": 1}
+    assert "results/runs/alix/cartpole_balance/seed1/eval.csv" in again.stdout
+
+    # The figures target plans no training, even with a cell missing and the code edited.
+    (wf / "workflow" / "scripts" / "aggregate.py").write_text(
+        (wf / "workflow" / "scripts" / "aggregate.py").read_text() + "\n# edited\n")
+    plan = snakemake(wf, "-n", "figures", "--configfile", cfg)
+    assert planned_jobs(plan) == {"figures": 1}
+    png = wf / "results" / "figures" / "aggregate_estimates.png"
+    before = png.stat().st_mtime
+    time.sleep(1)
+    redraw = snakemake(wf, "--cores", "1", "figures", "--configfile", cfg)
+    assert redraw.returncode == 0, redraw.stderr
+    assert png.stat().st_mtime > before, "re-drawn from the cache"
+    assert not (runs / "alix" / "cartpole_balance" / "seed1").exists(), "and nothing was trained"
+
+    # Re-running one cell by its target trains that cell only.
+    rerun = snakemake(wf, "--cores", "2", "results/runs/drqv2/cartpole_balance/seed1/eval.csv",
+                      "--forcerun", "train", "--configfile", cfg, timeout=900)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert "1 of 1 steps (100%) done" in rerun.stdout + rerun.stderr
+
+    report = snakemake(wf, "--report", "results/report.html", "--configfile", cfg, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert (wf / "results" / "report.html").stat().st_size > 10_000
+
+
+def test_figures_without_a_cache_says_what_to_run(wf):
+    done = snakemake(wf, "--cores", "1", "figures")
+    assert done.returncode != 0
+    assert "snakemake aggregate" in done.stdout + done.stderr
