@@ -135,7 +135,7 @@ class DrMAgent(DrQV2Agent):
         max_perturb_factor=None, perturb_rate=2.0, expectile=0.9, target_lambda=None,
         perturb=True, awaken=True, exploit=True, dormant_ratio_fn=None,
     ):
-        # Refuse bad values before any network is built (the loop builds no env before this).
+        # Refuse bad values before any network is built, so a bad run stops before training.
         _check_range("dormant_threshold", dormant_threshold, 0, 1)
         _check_range("target_dormant_ratio", target_dormant_ratio, 0, 1)
         _check_range("dormant_temp", dormant_temp, 0, math.inf, high_open=True)

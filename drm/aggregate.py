@@ -26,7 +26,7 @@ from drm import results, stats
 
 log = logging.getLogger(__name__)
 
-# Mirrors config/aggregate_defaults.yaml and the `aggregate` section of
+# Mirrors the `aggregate` sections of config/config.yaml and
 # workflow/schemas/config.schema.yaml (a test checks).
 DEFAULTS = {
     "frames": None,
@@ -120,7 +120,8 @@ def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Resul
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.aggregate", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True, help="workflow config YAML (agents, tasks, seeds, aggregate)")
+    parser.add_argument("--config", required=True,
+                        help="workflow config YAML (reads agents, tasks, seeds, aggregate)")
     parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")
     parser.add_argument("--out", default="results/aggregate", help="output folder")
     parser.add_argument("--skip-bad-runs", action="store_true", default=None,
@@ -133,6 +134,7 @@ def main(argv=None) -> int:
     drm_log = logging.getLogger("drm")
     drm_log.addHandler(handler)
     drm_log.setLevel(logging.INFO)
+    drm_log.propagate = False  # absl (via rliable) puts a handler on the root logger: no doubles
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every bootstrap call
     try:
         config = yaml.safe_load(Path(args.config).read_text()) or {}
@@ -144,6 +146,7 @@ def main(argv=None) -> int:
         return 1
     finally:
         drm_log.removeHandler(handler)
+        drm_log.propagate = True
     print(f"aggregate: wrote {args.out}/estimates.csv, scores.csv, tidy.csv, skipped.csv and cache/")
     return 0
 

@@ -70,7 +70,8 @@ def make_grid(runs_dir: Path, agents=AGENTS, tasks=TASKS, seeds=range(1, 11), ev
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drm.bench --aggregate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m drm.bench --aggregate",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--reps", type=int, default=aggregate.DEFAULTS["reps"])
     parser.add_argument("--profile-reps", type=int, default=aggregate.DEFAULTS["profile_reps"])
     parser.add_argument("--json", action="store_true", help="print one JSON object")

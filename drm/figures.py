@@ -16,11 +16,9 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from rliable import plot_utils  # noqa: E402
 
-from drm.stats import HARNESS, METRICS, TAUS  # noqa: E402
+from drm.results import HARNESS  # noqa: E402  (not drm.stats: rliable's imports cost a second)
 
 FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
            "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
@@ -33,6 +31,7 @@ COLOURS = {(HARNESS, "drm"): OKABE_ITO["vermillion"], (HARNESS, "drqv2"): OKABE_
 SPARE = [OKABE_ITO[c] for c in ("orange", "purple", "black", "yellow")]
 AGENT_NAMES = {"drm": "DrM", "drqv2": "DrQ-v2", "alix": "A-LIX"}
 METRIC_NAMES = {"iqm": "IQM", "median": "Median", "mean": "Mean", "optimality_gap": "Optimality gap"}
+METRICS = tuple(METRIC_NAMES)
 SCORE_LABEL = "Normalized score (return / 1000)"
 
 
@@ -135,12 +134,30 @@ def aggregate_estimates(c: Cache):
         ax.xaxis.set_major_locator(plt.MaxNLocator(4))
         ax.grid(axis="x", alpha=0.25)
         ax.spines[["top", "right", "left"]].set_visible(False)
+        ax.tick_params(axis="y", length=0)
     axes[0].set_yticks(range(n), [label(*s) for s in c.aggregate])
-    axes[0].tick_params(axis="y", length=0)
     axes[0].invert_yaxis()
     fig.suptitle(c.head("Aggregate estimates: point estimate (black) and 95% CI (bar)",
                         int(e["reps"].max())), fontsize="medium")
     return fig
+
+
+def _style(ax, xlabel: str, ylabel: str) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.25)
+    ax.spines[["top", "right"]].set_visible(False)
+
+
+def _bands(c: Cache, table: pd.DataFrame, x: str, y: str, xscale: float = 1.0):
+    """One line with its CI band per aggregate series, from rows (source, agent, x, y, ci_low, ci_high)."""
+    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
+    for s in c.aggregate:
+        r = table[(table["source"] == s[0]) & (table["agent"] == s[1])]
+        ax.plot(r[x] / xscale, r[y], color=c.colour[s], linestyle=c.dash[s], linewidth=2, label=label(*s))
+        ax.fill_between(r[x] / xscale, r["ci_low"], r["ci_high"], color=c.colour[s], alpha=0.2, linewidth=0)
+    ax.legend(frameon=False)
+    return fig, ax
 
 
 def sample_efficiency(c: Cache):
@@ -148,18 +165,8 @@ def sample_efficiency(c: Cache):
     if e.empty:
         return _note("No IQM sample-efficiency curve: no series covers the aggregate's tasks.")
     div, xlabel = _frame_axis(e["frames"].max())
-    names = [label(*s) for s in c.aggregate]
-    point, interval = {}, {}
-    for s, name in zip(c.aggregate, names):
-        rows = e[(e["source"] == s[0]) & (e["agent"] == s[1])]
-        point[name] = rows["estimate"].to_numpy()
-        interval[name] = rows[["ci_low", "ci_high"]].to_numpy().T
-    fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
-    plot_utils.plot_sample_efficiency_curve(
-        np.asarray(c.meta["curve_frames"]) / div, point, interval, algorithms=names, ax=ax,
-        colors={n: c.colour[s] for s, n in zip(c.aggregate, names)}, marker="",
-        xlabel=xlabel, ylabel="IQM normalized score", labelsize="large", ticklabelsize="medium",
-        legend=True, legendsize="medium")
+    fig, ax = _bands(c, e, "frames", "estimate", div)
+    _style(ax, xlabel, "IQM normalized score (return / 1000)")
     fig.suptitle(
         f"IQM sample efficiency\n{len(c.meta['tasks'])} tasks, {c.seeds_text()}, up to "
         f"{_frames(c.meta['curve_frames'][-1])} frames\n95% stratified-bootstrap CIs, "
@@ -170,17 +177,10 @@ def sample_efficiency(c: Cache):
 def performance_profile(c: Cache):
     if c.profiles.empty:
         return _note("No performance profile: no series covers the aggregate's tasks.")
-    profiles, cis, colours = {}, {}, {}
-    for s in c.aggregate:
-        rows = c.profiles[(c.profiles["source"] == s[0]) & (c.profiles["agent"] == s[1])]
-        profiles[label(*s)] = rows["fraction"].to_numpy()
-        cis[label(*s)] = (rows["ci_low"].to_numpy(), rows["ci_high"].to_numpy())
-        colours[label(*s)] = c.colour[s]
-    fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
-    plot_utils.plot_performance_profiles(
-        profiles, TAUS, cis, colors=colours, ax=ax, xlabel=r"Normalized score $\tau$ (return / 1000)",
-        ylabel=r"Fraction of runs with score $> \tau$", labelsize="large", ticklabelsize="medium",
-        legend=True, legendsize="medium")
+    fig, ax = _bands(c, c.profiles, "tau", "fraction")
+    _style(ax, r"Normalized score $\tau$ (return / 1000)", r"Fraction of runs with score $> \tau$")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
     fig.suptitle(c.head("Performance profile (score distribution over runs)",
                         int(c.profiles["reps"].max())), fontsize="medium")
     return fig
@@ -191,21 +191,22 @@ def probability_of_improvement(c: Cache):
     if e.empty:
         return _note(f"No probability of improvement: needs aggregate runs of {c.meta['ours']} and "
                      f"of at least one of {', '.join(c.meta['baselines']) or 'no baselines'}.")
-    probs, cis, colours = {}, {}, []
-    for _, row in e.iterrows():
-        base = row["metric"].removeprefix("prob_improvement_vs_")
-        source, _, agent = base.rpartition(":")
+    fig, ax = plt.subplots(figsize=(8, 1.8 + 0.5 * len(e)), layout="constrained")
+    names = []
+    for i, (_, row) in enumerate(e.iterrows()):
+        source, _, agent = row["metric"].removeprefix("prob_improvement_vs_").rpartition(":")
         y = (source or HARNESS, agent)
-        pair = f"{label(row['source'], row['agent'])}|{label(*y)}"
-        probs[pair], cis[pair] = row["estimate"], np.array([row["ci_low"], row["ci_high"]])
-        colours.append(c.colour.get(y, OKABE_ITO["black"]))
-    fig, ax = plt.subplots(figsize=(8, 1.8 + 0.6 * len(probs)), layout="constrained")
-    plot_utils.plot_probability_of_improvement(
-        probs, cis, pair_separator="|", ax=ax, colors=colours, xticks=[0, 0.25, 0.5, 0.75, 1.0],
-        xlabel="P(X > Y)", left_ylabel="X", right_ylabel="Y", labelsize="large",
-        ticklabelsize="medium")
+        names.append(f"P({label(row['source'], row['agent'])} > {label(*y)})")
+        ax.barh(i, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6,
+                color=c.colour.get(y, OKABE_ITO["black"]), alpha=0.8)
+        ax.vlines(row["estimate"], i - 0.3, i + 0.3, color="black", linewidth=1.5)
     ax.axvline(0.5, color="grey", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.tick_params(axis="y", length=0)
+    ax.invert_yaxis()
     ax.set_xlim(0, 1)
+    _style(ax, "Probability of improvement (bar colour: the baseline's)", "")
+    ax.spines["left"].set_visible(False)
     fig.suptitle(c.head("Probability of improvement: P(X > Y) per task, averaged over tasks",
                         int(e["reps"].max())), fontsize="medium")
     return fig

@@ -349,8 +349,8 @@ def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: in
                      series_name(x), series_name(y), ", ".join(missing))
             continue
         xs, ys = per_task(x), per_task(y)
-        columns = len({len(a) for a in xs + ys}) > 1
-        arrays = pack(xs, columns) + pack(ys, columns)
+        ragged_pair = len({len(a) for a in xs}) > 1 or len({len(a) for a in ys}) > 1
+        arrays = pack(xs, ragged_pair) + pack(ys, ragged_pair)  # both matrices, or both per task
         metric = f"prob_improvement_vs_{series_name(y)}"
         p, lo, hi = interval_estimate(arrays, _improvement(len(arrays) // 2), reps, seed, (*x, metric))
         rows.append(dict(source=x[0], agent=x[1], metric=metric, frames=frames_col,

@@ -96,7 +96,7 @@ def test_titles_and_axes_carry_budget_seeds_and_units(grid_aggregate):
     assert "walker_walk (40k frames; n = 3/3/3/10)" in titles
     assert fig.axes[0].get_ylabel() == "Episode return"
     fig = figures.probability_of_improvement(cache)
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["DrM", "DrM"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["P(DrM > DrQ-v2)", "P(DrM > A-LIX)"]
 
 
 def test_every_file_is_written_even_when_nothing_can_be_aggregated(tmp_path):

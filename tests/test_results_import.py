@@ -140,7 +140,8 @@ def test_tidy_source_with_unknown_task_and_skip(tmp_path):
     assert (info.value.path, info.value.line) == (str(path), 4)
     assert "task 'cheetah_runn' is unknown to the normalizer" in info.value.problem
     imported = results.load(tmp_path, [], ["cheetah_run"], [], source, True)
-    assert imported.tidy[["source", "agent", "seed"]].drop_duplicates().values.tolist() == [["other", "drm", 1]]
+    runs = imported.tidy[["source", "agent", "seed"]].drop_duplicates().values.tolist()
+    assert runs == [["other", "drm", 1]]
     assert imported.skipped[["source", "task", "seed", "line"]].values.tolist() == [
         ["other", "cheetah_runn", 2, 4]]
 

@@ -196,19 +196,39 @@ def test_explicit_budget_beyond_a_run_is_an_error_or_skipped(tmp_path):
 def test_probability_of_improvement_and_curves(tmp_path):
     make_grid(tmp_path, agents=("drm", "drqv2"), tasks=("cheetah_run", "walker_run"), seeds=range(1, 6),
               evals=8)
-    tidy = results.load(tmp_path, ["drm", "drqv2"], ["cheetah_run", "walker_run"], range(1, 6), [], False).tidy
-    res = stats.compute(tidy, ["cheetah_run", "walker_run"], reps=200, profile_reps=200, baselines=["drqv2"])
+    tasks = ["cheetah_run", "walker_run"]
+    tidy = results.load(tmp_path, ["drm", "drqv2"], tasks, range(1, 6), [], False).tidy
+    res = stats.compute(tidy, tasks, reps=200, profile_reps=200, baselines=["drqv2"])
     poi = estimate(res, "prob_improvement_vs_drqv2", ("harness", "drm"))
     s = res.scores
-    by_hand = np.mean([scipy.stats.mannwhitneyu(
-        s[(s["agent"] == "drm") & (s["task"] == t)]["score"], s[(s["agent"] == "drqv2") & (s["task"] == t)]["score"],
-        alternative="greater").statistic / 25 for t in ("cheetah_run", "walker_run")])
+
+    def runs(agent, task):
+        return s[(s["agent"] == agent) & (s["task"] == task)]["score"]
+    by_hand = np.mean([scipy.stats.mannwhitneyu(runs("drm", t), runs("drqv2", t), alternative="greater")
+                       .statistic / 25 for t in tasks])
     assert poi["estimate"] == pytest.approx(by_hand)
     assert poi["reps"] == 200 and poi["ci_low"] <= poi["estimate"] <= poi["ci_high"]
     curve = res.estimates[(res.estimates["metric"] == "iqm_curve") & (res.estimates["agent"] == "drm")]
     assert curve["frames"].tolist() == list(range(0, 70001, 10000))
     assert curve["estimate"].iloc[-1] == pytest.approx(estimate(res, "iqm", ("harness", "drm"))["estimate"])
     assert set(res.estimates["reps"]) == {200}
+
+
+def test_probability_of_improvement_over_the_ragged_published_drqv2(tmp_path):
+    make_grid(tmp_path, agents=("drm",), tasks=RAGGED_TASKS, seeds=range(1, 4), evals=6)
+    tidy = results.load(tmp_path, ["drm"], RAGGED_TASKS, [1, 2, 3], SOURCE, False).tidy
+    res = stats.compute(tidy, RAGGED_TASKS, reps=100, profile_reps=20,
+                        baselines=["drqv2_published:drqv2", "alix"])
+    s = res.scores
+    assert s.groupby(["source", "task"]).size().tolist() == [8, 9, 10, 3, 3, 3]
+    assert s["frames"].unique().tolist() == [40000]  # the harness's 50k, read on the published 20k grid
+    by_hand = np.mean([scipy.stats.mannwhitneyu(
+        s[(s["source"] == "harness") & (s["task"] == t)]["score"],
+        s[(s["source"] == PUB[0]) & (s["task"] == t)]["score"], alternative="greater").statistic
+        / (3 * n) for t, n in zip(RAGGED_TASKS, (8, 9, 10))])
+    poi = res.estimates[res.estimates["metric"].str.startswith("prob_improvement")]
+    assert poi["metric"].tolist() == ["prob_improvement_vs_drqv2_published:drqv2"]  # no alix runs
+    assert poi["estimate"].iloc[0] == pytest.approx(by_hand)
 
 
 def test_vectorized_probability_of_improvement_equals_rliables():
@@ -225,7 +245,7 @@ def test_vectorized_probability_of_improvement_equals_rliables():
 
 
 def test_defaults_agree_with_the_config_and_schema_files():
-    defaults = yaml.safe_load((REPO / "config" / "aggregate_defaults.yaml").read_text())["aggregate"]
+    defaults = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["aggregate"]
     assert defaults == aggregate.DEFAULTS
     schema = yaml.safe_load((REPO / "workflow" / "schemas" / "config.schema.yaml").read_text())
     props = schema["properties"]["aggregate"]["properties"]

@@ -1,7 +1,7 @@
 # Statistics and figures. `aggregate` reads every finished cell of the grid (plus published
 # data) and caches the bootstrap results; `plot` draws the figures from that cache for `all`
-# and the report; `figures` re-draws them from the cache alone: it has no inputs, so it never
-# plans a training job, even after the code changed.
+# and the report; `figures` re-draws them from the cache alone: it has no inputs (no outputs
+# either, so it always runs), so it never plans a training job, even after the code changed.
 
 localrules: aggregate, plot, figures
 
@@ -45,6 +45,10 @@ rule plot:
 
 
 rule figures:
+    input:
+        # A config without training cells (config/published.yaml) may aggregate first; with cells
+        # the cache must exist, since aggregating could plan training.
+        [] if grid.cells(config) else rules.aggregate.output,
     conda:
         "../../environment.yml"
     log:
