@@ -20,6 +20,7 @@ if __name__ == "__main__":
     restart_with_allocator_env("drm.train")
 
 import hydra  # noqa: E402
+import hydra.errors  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -281,7 +282,11 @@ class Cell:
 def main(cfg: DictConfig) -> None:
     try:
         Cell(cfg).run()
-    except (ValueError, RunRefused) as err:
+    except (ValueError, RunRefused, hydra.errors.InstantiationException) as err:
+        if isinstance(err, hydra.errors.InstantiationException):  # an agent refused its config
+            if not isinstance(err.__cause__, ValueError):
+                raise
+            err = err.__cause__
         print(f"drm.train: error: {err}", file=sys.stderr)
         sys.exit(2)
 

@@ -80,6 +80,6 @@ def test_bad_values_refused_before_training(tmp_path, override, fragment):
         [sys.executable, "-m", "drm.train", "agent=drm", "task=cheetah_run", "seed=1",
          f"out_dir={tmp_path / 'cell'}", override, *extra],
         cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode != 0
-    assert fragment in done.stderr
-    assert not (tmp_path / "cell" / "eval.csv").exists()
+    assert done.returncode == 2
+    assert f"drm.train: error: {fragment}" in done.stderr
+    assert not (tmp_path / "cell").exists(), "a refused start writes nothing"
