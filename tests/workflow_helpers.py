@@ -10,7 +10,7 @@ VENV_BIN = str(Path(sys.executable).parent)
 
 
 def workflow_copy(dest: Path) -> Path:
-    for name in ("Snakefile", "workflow", "config"):
+    for name in ("Snakefile", "workflow", "config", "environment.yml"):
         src = REPO / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, dest / name)
     shutil.copytree(REPO / "results" / "published", dest / "results" / "published")
