@@ -2,9 +2,10 @@
 
 Seeds are the replication unit; every number here is bootstrapped over runs, stratified by task.
 Policies (docs/statistics.md says the same):
-- Alignment: each task gets one frame grid, the evaluation frames of its coarsest-evaluated run
-  up to the task's frame budget; a run's value at a grid frame is its last evaluation at or
-  before that frame (never interpolated, never read ahead).
+- Alignment: each task gets one frame grid, the evaluation frames of its coarsest-evaluated
+  harness run (of its coarsest run where the task has published data only) up to the task's
+  frame budget; a run's value at a grid frame is its last evaluation at or before that frame
+  (never interpolated, never read ahead).
 - Score of a run: the mean of its values at the last `last_k` grid frames, / 1000 (DMC).
 - Ragged seeds (tasks with different seed counts): `resample` bootstraps each task from its own
   runs (rliable's StratifiedIndependentBootstrap, one array per task), `truncate` keeps the
@@ -96,7 +97,10 @@ def align(tidy: pd.DataFrame, tasks, frames=None, skip_short: bool = False):
                 del info[key], runs[key]
         if not runs:
             continue
-        coarsest = max(info, key=lambda k: (info[k][1], (info[k][0] <= budget).sum()))
+        # The harness's own evaluations set the grid where it has runs: a published series read
+        # on it (last evaluation at or before each frame) must not coarsen the harness's curves.
+        pool = [k for k in info if k[0] == HARNESS] or list(info)
+        coarsest = max(pool, key=lambda k: (info[k][1], (info[k][0] <= budget).sum()))
         start = max(f[0] for f, _ in info.values())
         grid_frames = info[coarsest][0]
         grid = TaskGrid(grid_frames[(grid_frames >= start) & (grid_frames <= budget)], budget)

@@ -56,6 +56,19 @@ def kill_and_resume(out_dir, agent, task="cartpole_balance", seed=1, kill_when=N
     return run_cell(out_dir, agent, task, seed, timeout=timeout, **overrides)
 
 
+def after_snapshot_of_episode(n: int):
+    """A `kill_when` that fires once the snapshot following episode n's train row is on disk,
+    so the resumed run restores a trained agent and trains on from there."""
+    def ready(out: Path) -> bool:
+        csv, snap = out / "work" / "train.csv", out / "work" / "snapshot.pt"
+        try:
+            rows = len(csv.read_text().splitlines()) - 1
+            return rows >= n and snap.stat().st_mtime_ns >= csv.stat().st_mtime_ns
+        except FileNotFoundError:
+            return False
+    return ready
+
+
 def _rows(path: Path) -> int:
     if not path.exists():
         return 0

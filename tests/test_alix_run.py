@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import kill_and_resume, read_csv, run_cell, without_wall_clock
+from helpers import after_snapshot_of_episode, kill_and_resume, read_csv, run_cell, without_wall_clock
 
 pytestmark = pytest.mark.slow
 
@@ -32,22 +32,9 @@ def test_tiny_run_logs_s_moving_away_from_its_init(reference):
     assert (s > 0.5) == (score > 0.535) or abs(score - 0.535) < 0.05
 
 
-def _after_snapshot_of_episode(n):
-    """Kill once the snapshot that follows episode n's train row is on disk, so the resumed run
-    restores an S that has learned (and S's Adam state) and trains on from there."""
-    def ready(out: Path) -> bool:
-        csv, snap = out / "work" / "train.csv", out / "work" / "snapshot.pt"
-        try:
-            rows = len(csv.read_text().splitlines()) - 1
-            return rows >= n and snap.stat().st_mtime_ns >= csv.stat().st_mtime_ns
-        except FileNotFoundError:
-            return False
-    return ready
-
-
 def test_kill_and_resume_reproduces_the_uninterrupted_run(reference, tmp_path):
     out = tmp_path / "killed"
-    kill_and_resume(out, "alix", kill_when=_after_snapshot_of_episode(3))
+    kill_and_resume(out, "alix", kill_when=after_snapshot_of_episode(3))
     assert "resumed from the snapshot at frame 1500" in (out / "train.log").read_text()
     assert json.loads((out / "meta.json").read_text())["starts"] == 2
     # Episode 4's train row and the final evaluation come from updates made after the resumption.

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import REPO, kill_and_resume, read_csv, run_cell, without_wall_clock
+from helpers import after_snapshot_of_episode, REPO, kill_and_resume, read_csv, run_cell, without_wall_clock
 
 # Updates from agent step 400 (frame 800), every 2 steps, to step 998; with a perturbation every
 # 200 steps they perturb at steps 400 (beta = 1 then, alpha = 0.2), 600 and 800, so the
@@ -29,8 +29,8 @@ def test_tiny_run_writes_drm_columns_and_perturbs(reference):
     rows = read_csv(reference / "train.csv")
     assert all(c in rows[0] for c in DRM_COLUMNS)
     by_frame = {int(r["frame"]): r for r in rows}
-    expected_count = {500: 0, 1000: 1, 1500: 2, 2000: 3}  # 2000 only if the last episode is logged
-    assert {500, 1000, 1500} <= set(by_frame)
+    expected_count = {500: 0, 1000: 1, 1500: 2, 2000: 3}
+    assert set(by_frame) == set(expected_count)
     for frame, row in by_frame.items():
         assert int(row["perturb_count"]) == expected_count[frame], frame
     assert by_frame[500]["actor_dormant_ratio"] == ""  # seed frames: no update yet
@@ -44,24 +44,12 @@ def test_tiny_run_writes_drm_columns_and_perturbs(reference):
         assert row["awaken_step"] == "" or 400 < float(row["awaken_step"]) <= int(row["step"])
 
 
-def _after_snapshot_of_episode(n):
-    """Kill once the snapshot that follows episode n's train row is on disk."""
-    def ready(out: Path) -> bool:
-        csv, snap = out / "work" / "train.csv", out / "work" / "snapshot.pt"
-        try:
-            rows = len(csv.read_text().splitlines()) - 1
-            return rows >= n and snap.stat().st_mtime_ns >= csv.stat().st_mtime_ns
-        except FileNotFoundError:
-            return False
-    return ready
-
-
 @pytest.mark.slow
 def test_kill_and_resume_reproduces_the_uninterrupted_run(reference, tmp_path):
     """Killed in episode 4, after the snapshot at frame 1500 (2 perturbations done, Adam state
     rebuilt since); the resumed run perturbs again at step 800 and must match exactly."""
     out = tmp_path / "killed"
-    kill_and_resume(out, "drm", kill_when=_after_snapshot_of_episode(3), **DRM)
+    kill_and_resume(out, "drm", kill_when=after_snapshot_of_episode(3), **DRM)
     assert "resumed from the snapshot at frame 1500" in (out / "train.log").read_text()
     for name in ("train.csv", "eval.csv"):
         assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(reference / name))

@@ -165,17 +165,20 @@ def test_alignment_of_a_10k_grid_with_the_published_20k_grid(tmp_path):
     grids, short = stats.align(tidy, ["walker_walk"])
     grid = grids["walker_walk"]
     assert short == [] and grid.budget == 60000  # the largest frame every run reached
-    assert grid.frames.tolist() == [20000, 40000, 60000]  # the coarsest grid, from every run's start
+    # The harness's own 10k grid (the published 20k one does not coarsen it), from every run's start
+    assert grid.frames.tolist() == [10000, 20000, 30000, 40000, 50000, 60000]
     h = grid.returns[("harness", "drqv2")]
-    assert h[0].tolist() == [200, 400, 600]  # seed 1 on the 20k points
-    assert h[1].tolist() == [101, 301, 501]  # seed 2: its last evaluations at or before, at 15k, 35k, 55k
+    assert h[0].tolist() == [100, 200, 300, 400, 500, 600]
+    assert h[1].tolist() == [1, 101, 201, 301, 401, 501]  # seed 2: its last evaluations at or before
     raw = pd.read_csv(PUBLISHED / "dmc_walker_walk.csv", index_col=0)
-    pub = raw[(raw["seed"] == 1) & raw["frame"].isin([20000, 40000, 60000])]["episode_reward"]
-    assert grid.returns[PUB][0].tolist() == pytest.approx(pub.tolist())
+    pub = raw[raw["seed"] == 1].set_index("frame")["episode_reward"]
+    # the published 20k series is read as a step function: last evaluation at or before each frame
+    assert grid.returns[PUB][0].tolist() == pytest.approx(
+        [pub[0], pub[20000], pub[20000], pub[40000], pub[40000], pub[60000]])
     scores = stats.scores(grids, last_k=2)
     assert scores["frames"].unique().tolist() == [60000]
     first = scores[(scores["source"] == "harness") & (scores["seed"] == 1)]["score"].iloc[0]
-    assert first == pytest.approx((0.4 + 0.6) / 2)  # the mean of the last 2 aligned evaluations
+    assert first == pytest.approx((0.5 + 0.6) / 2)  # the mean of the last 2 aligned evaluations
 
 
 def test_explicit_budget_beyond_a_run_is_an_error_or_skipped(tmp_path):
@@ -221,7 +224,7 @@ def test_probability_of_improvement_over_the_ragged_published_drqv2(tmp_path):
                         baselines=["drqv2_published:drqv2", "alix"])
     s = res.scores
     assert s.groupby(["source", "task"]).size().tolist() == [8, 9, 10, 3, 3, 3]
-    assert s["frames"].unique().tolist() == [40000]  # the harness's 50k, read on the published 20k grid
+    assert s["frames"].unique().tolist() == [50000]  # the harness's budget; published read at or before it
     by_hand = np.mean([scipy.stats.mannwhitneyu(
         s[(s["source"] == "harness") & (s["task"] == t)]["score"],
         s[(s["source"] == PUB[0]) & (s["task"] == t)]["score"], alternative="greater").statistic
