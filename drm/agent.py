@@ -112,7 +112,7 @@ def _check_range(key, value, low, high, low_open=False, high_open=False):
     if value is None:
         raise ValueError(
             f"agent.{key} is not set (null); allowed range {allowed}. "
-            "A null is filled from the task's settings in drm/presets.py by the training loop.")
+            "A null is filled from the task's settings in drm/cfg/tasks.yaml by the training loop.")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         _refuse(key, value, allowed)
     ok_low = value > low if low_open else value >= low
