@@ -122,3 +122,17 @@ def test_figures_without_a_cache_says_what_to_run(wf):
     done = snakemake(wf, "--cores", "1", "figures")
     assert done.returncode != 0
     assert "snakemake aggregate" in done.stdout + done.stderr
+
+
+@pytest.mark.slow
+def test_the_published_config_aggregates_and_plots_without_training(wf):
+    text = (wf / "config" / "published.yaml").read_text()
+    text = text.replace("reps: 50000", "reps: 300").replace("profile_reps: 2000", "profile_reps: 100")
+    cfg = write_config(wf, "published_fast.yaml", text)
+    done = snakemake(wf, "--cores", "1", "figures", "--configfile", cfg, timeout=900)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert not (wf / "results" / "runs").exists()
+    scores = (wf / "results" / "aggregate" / "scores.csv").read_text().splitlines()
+    assert len(scores) - 1 == 227, "every published run of the 24 tasks (8-10 seeds each)"
+    assert {p.name for p in (wf / "results" / "figures").glob("*.png")} >= {
+        "aggregate_estimates.png", "sample_efficiency.png", "performance_profile.png", "harness_vs_published.png"}
