@@ -129,7 +129,7 @@ class Cell:
         snapshot.save(self.work / "snapshot.pt", {
             "step": self.step, "episode": self.episode,
             "last_snapshot_frame": self.step * self.repeat, "last_eval_step": self.last_eval_step,
-            "elapsed": self.elapsed(), "starts": self.starts,
+            "elapsed": self.elapsed(), "starts": self.starts, "started_at": self.started_at,
             "agent": self.agent.state_dict(),
             "replay_total": self.replay.total, "replay_rng": self.replay.rng.bit_generator.state,
             "rng": snapshot.rng_states(),
@@ -151,6 +151,7 @@ class Cell:
         self.step, self.episode = state["step"], state["episode"]
         self.last_snapshot_frame, self.last_eval_step = state["last_snapshot_frame"], state["last_eval_step"]
         self.elapsed_before, self.starts = state["elapsed"], state["starts"] + 1
+        self.started_at = state["started_at"]  # the first start, across resumptions
         self.agent.load_state_dict(state["agent"])
         self.replay.load_chunks(self.work / "replay", state["replay_total"])
         self.replay.rng.bit_generator.state = state["replay_rng"]
