@@ -9,8 +9,8 @@ setup:
 
 # The whole demo grid on the CPU: train every agent on two tasks x 2 seeds, aggregate, plot, report.
 demo: setup
-	$(VENV)/snakemake --cores 2 --configfile config/demo.yaml all
-	$(VENV)/snakemake --cores 2 --configfile config/demo.yaml --report results/report.html
+	$(VENV)/snakemake --cores 2 all --configfile config/demo.yaml
+	$(VENV)/snakemake --report results/report.html --configfile config/demo.yaml
 
 # The whole test suite, the real SLURM cluster included.
 test:

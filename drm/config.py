@@ -10,6 +10,7 @@ CFG_DIR = Path(__file__).resolve().parent / "cfg"
 AGENTS = ("drqv2", "drm", "alix")
 # Keys that may differ between the start and the resumption of one run.
 RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames")
+_ABSENT = object()
 
 
 def resolve(cfg: DictConfig) -> DictConfig:
@@ -45,9 +46,6 @@ def compose(agent: str, task: str, overrides: dict) -> DictConfig:
                              f"and drm/cfg/agent/{agent}.yaml for the keys")
         OmegaConf.update(cfg, key, value, merge=False)
     return resolve(cfg)
-
-
-_ABSENT = object()
 
 
 def _require(ok: bool, key: str, value, allowed: str) -> None:

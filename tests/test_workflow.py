@@ -1,10 +1,11 @@
 """The Snakemake workflow on this machine: plans, refusals, and a real tiny grid end to end."""
 import shutil
+import subprocess
 import time
 
 import pytest
 
-from workflow_helpers import planned_jobs, snakemake, workflow_copy, write_config
+from workflow_helpers import REPO, planned_jobs, snakemake, workflow_copy, write_config
 
 TINY_GRID = """
 agents: [drm, drqv2, alix]
@@ -136,3 +137,16 @@ def test_the_published_config_aggregates_and_plots_without_training(wf):
     assert len(scores) - 1 == 227, "every published run of the 24 tasks (8-10 seeds each)"
     assert {p.name for p in (wf / "results" / "figures").glob("*.png")} >= {
         "aggregate_estimates.png", "sample_efficiency.png", "performance_profile.png", "harness_vs_published.png"}
+
+
+def test_the_readme_demo_command_lines_parse(wf):
+    """`make demo`'s Snakemake commands, dry-run: a target after a many-valued option such as
+    --configfile would be swallowed by it."""
+    made = subprocess.run(["make", "-n", "-s", "demo"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    lines = [line.split("snakemake", 1)[1].split() for line in made.stdout.splitlines()
+             if "snakemake" in line]
+    assert len(lines) == 2, made.stdout
+    train = snakemake(wf, "-n", *lines[0])
+    assert train.returncode == 0, train.stdout[-2000:] + train.stderr[-2000:]
+    assert planned_jobs(train)["train"] == 12
+    assert "--report" in lines[1]
