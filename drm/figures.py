@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,7 +239,8 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
     handles = [plt.Line2D([], [], color=c.colour[s], linestyle=c.dash[s], linewidth=2) for s in order]
     fig.legend(handles, [label(*s) for s in order], loc="outside lower center", ncol=len(order),
                frameon=False)
-    fig.suptitle(f"{title}\nn = seeds per series, in legend order", fontsize="large")
+    wrapped = textwrap.fill(title, width=int(3.8 * ncols * 9))  # about 9 large characters an inch
+    fig.suptitle(f"{wrapped}\nn = seeds per series, in legend order", fontsize="large")
     return fig
 
 
