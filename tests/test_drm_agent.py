@@ -313,7 +313,7 @@ def test_min_above_max_perturb_factor_refused():
 
 
 def test_unfilled_preset_refused():
-    with pytest.raises(ValueError, match=r"agent.target_lambda is not set .*presets"):
+    with pytest.raises(ValueError, match=r"agent.target_lambda is not set .*drm/cfg/tasks.yaml"):
         DrMAgent(**{**KW, "target_lambda": None})
 
 
