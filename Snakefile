@@ -2,6 +2,7 @@
 #   snakemake --cores 8 all                                   the grid of config/config.yaml
 #   snakemake --cores 2 all --configfile config/demo.yaml     the CPU demo
 #   snakemake --cores 1 figures                               re-draw figures from cached results
+#   snakemake --cores 2 validate --configfile config/validate.yaml   check against the published record
 # The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
 
 configfile: "config/config.yaml"
@@ -10,6 +11,7 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/validate.smk"
 
 
 rule all:

@@ -79,10 +79,14 @@ def compose_all(cfg: dict) -> dict:
     if stray:
         raise ConfigError(f"train.cell_overrides: {sorted(stray)} name no cell of the grid "
                           "(keys are 'agent/task/seed')")
-    for key, known in (("agent_overrides", cfg["agents"]), ("task_overrides", cfg["tasks"])):
+    # A known agent or task outside the grid is allowed (a config layered over another may
+    # train fewer); a name that is neither in the grid nor known is a typo.
+    for key, known, valid in (("agent_overrides", cfg["agents"], cell_config.AGENTS),
+                              ("task_overrides", cfg["tasks"], None)):
         for name in cfg["train"][key]:
-            if name not in known:
-                raise ConfigError(f"train.{key}: {name!r} is not in the grid's {known}")
+            if name not in known and name not in (valid if valid is not None else task_names()):
+                raise ConfigError(f"train.{key}: {name!r} is neither in the grid's {known} nor a "
+                                  f"known {key.split('_')[0]}")
     resolved = {}
     for agent, task, seed in grid:
         try:

@@ -83,7 +83,7 @@ def verdicts(tidy: pd.DataFrame, reference: tuple[str, str], agents=None) -> pd.
             row.update(band(published), percentile_rank=percentile_rank(run.episode_reward, published),
                        verdict=judge(run.episode_reward, published))
         rows.append(row)
-    table = pd.DataFrame(rows, columns=COLUMNS)
+    table = pd.DataFrame(rows, columns=COLUMNS).astype({"published_seeds": "Int64"})
     return table.sort_values(["agent", "task", "seed", "frame"], ignore_index=True)
 
 

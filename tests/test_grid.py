@@ -61,7 +61,8 @@ def test_bad_grids_are_refused_by_name(cfg, message):
      "cell drm/hopper_hop/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=2000]"),
     ({"overrides": {"num_trian_frames": 2000}}, "unknown config key 'num_trian_frames'"),
     ({"cell_overrides": {"drm/dog_run/7": {}}}, "train.cell_overrides: ['drm/dog_run/7'] name no cell"),
-    ({"agent_overrides": {"alix": {}}}, "train.agent_overrides: 'alix' is not in the grid's"),
+    ({"agent_overrides": {"alx": {}}}, "train.agent_overrides: 'alx' is neither in the grid's"),
+    ({"task_overrides": {"dog_rn": {}}}, "train.task_overrides: 'dog_rn' is neither in the grid's"),
 ])
 def test_bad_overrides_are_refused_before_any_job(train, message):
     cfg = with_(train={**CONFIG["train"], "overrides": {}, "agent_overrides": {},
@@ -69,6 +70,13 @@ def test_bad_overrides_are_refused_before_any_job(train, message):
     with pytest.raises(grid.ConfigError) as err:
         grid.compose_all(cfg)
     assert message in str(err.value)
+
+
+def test_overrides_of_known_agents_and_tasks_outside_the_grid_are_ignored():
+    """A config layered over another (config/validate_cpu.yaml) may train fewer agents or tasks."""
+    cfg = with_(train={**CONFIG["train"], "agent_overrides": {"alix": {"agent.hidden_dim": 64}},
+                       "task_overrides": {"walker_run": {"batch_size": 8}}, "cell_overrides": {}})
+    assert len(grid.compose_all(cfg)) == 8
 
 
 def test_more_gpu_slots_than_gpus_are_refused(monkeypatch):
