@@ -99,5 +99,5 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
             continue
         against = '' if last.reference.endswith(f":{agent}") else f" (against the record of {last.reference})"
         lines.append(head + f"published {last.published_min:.1f}-{last.published_max:.1f} "
-                            f"({last.published_seeds} seeds): {last.verdict}{against}")
+                            f"({int(last.published_seeds)} seeds): {last.verdict}{against}")
     return lines

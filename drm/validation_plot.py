@@ -28,7 +28,8 @@ def draw_task(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task
     band = bands[bands["task"] == task]
     reference = table["reference"].iloc[0] if len(table) else "the reference"
     last = ours["frame"].max() if len(ours) else (band["frame"].max() if len(band) else 0)
-    band = band[band["frame"] <= last]
+    beyond = band.loc[band["frame"] >= last, "frame"]
+    band = band[band["frame"] <= (beyond.min() if len(beyond) else last)]  # covers our last frame
     if len(band):
         x = band["frame"] / 1e3
         ax.fill_between(x, band["published_min"], band["published_max"], color="grey", alpha=0.2,
