@@ -301,6 +301,7 @@ def test_config_builds_the_agent():
             "agent=alix", "out_dir=x", "lr=1e-4", "feature_dim=8", "stddev_schedule=0.2"])
     agent_cfg = dict(cfg.agent)
     assert agent_cfg.pop("name") == "alix"
+    assert agent_cfg.pop("replay_sample_running_episode") is True  # the loop's key
     assert agent_cfg["nd_eps"] == 1e-20 and agent_cfg["s_lr"] == 2e-3
     agent = instantiate(agent_cfg, obs_shape=(9, 84, 84), action_shape=(1,), device="cpu")
     assert isinstance(agent, ALIXAgent)
