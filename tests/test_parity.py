@@ -99,7 +99,7 @@ def run_protocol(name: str):
     return agent, case, official, metrics
 
 
-def ours(name: str) -> dict:
+def our_side(name: str) -> dict:
     """Our side of one case: the initial weights built from its seed, then one update under
     the protocol, with everything the official file records."""
     case, _ = load(name)
@@ -120,7 +120,7 @@ def ours(name: str) -> dict:
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory) -> dict:
-    """`ours` for every case, computed in one subprocess with the AVX2 kernels, 2 threads."""
+    """`our_side` of every case, computed in one subprocess with the AVX2 kernels, 2 threads."""
     path = tmp_path_factory.mktemp("parity") / "ours.pt"
     repo = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2",
@@ -170,4 +170,4 @@ def test_every_parameter_of_our_agents_is_in_the_cases():
 
 if __name__ == "__main__":  # the subprocess of `results`
     torch.set_num_threads(2)
-    torch.save({name: ours(name) for name in CASES}, sys.argv[1])
+    torch.save({name: our_side(name) for name in CASES}, sys.argv[1])
