@@ -32,10 +32,9 @@ def run_cell(out_dir, agent, task="cartpole_balance", seed=1, timeout=900, **ove
 
 
 def kill_and_resume(out_dir, agent, task="cartpole_balance", seed=1, kill_when=None,
-                    timeout=900, before_resume=None, **overrides):
+                    timeout=900, **overrides):
     """Start a cell, SIGKILL it once `kill_when(out_dir)` holds (default: after its second
-    snapshot, in the middle of the next episode), call `before_resume(out_dir)` if given, then
-    run the same command to the end."""
+    snapshot, in the middle of the next episode), then run the same command to the end."""
     out_dir = Path(out_dir)
     kill_when = kill_when or (lambda d: _rows(d / "work" / "train.csv") >= 2
                               and (d / "work" / "snapshot.pt").exists())
@@ -54,8 +53,6 @@ def kill_and_resume(out_dir, agent, task="cartpole_balance", seed=1, kill_when=N
         proc.kill()
         proc.wait()
     assert not (out_dir / "meta.json").exists(), "the killed run had already finished"
-    if before_resume:
-        before_resume(out_dir)
     return run_cell(out_dir, agent, task, seed, timeout=timeout, **overrides)
 
 

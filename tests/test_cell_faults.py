@@ -1,10 +1,9 @@
 """Faults a cell meets on disk: unreadable snapshots, a full disk, a resumption on other settings.
 A cell never gets stuck on one, and says in one line what happened and what it did."""
 import errno
+import json
 import os
 import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 
 from drm import snapshot
 from drm.replay import ReplayBuffer
-from helpers import REPO, cell_command
+from helpers import read_csv, without_wall_clock
 from test_replay import GAMMA, fake_episodes
 
 
@@ -94,63 +93,113 @@ def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
         np.testing.assert_array_equal(x, y)
 
 
-# The cell's entry point with the snapshot writer failing as a full disk does, from its second
-# snapshot on (the first, at frame 500, is written).
-FULL_DISK_FROM_SECOND_SNAPSHOT = (
-    "import errno, os\n"
-    "from drm import snapshot\n"
-    "write, calls = snapshot._write_file, []\n"
-    "def full_disk(path, data):\n"
-    "    calls.append(path)\n"
-    "    if len(calls) == 1:\n"
-    "        return write(path, data)\n"
-    "    write(path, data[:len(data) // 2])\n"
-    "    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))\n"
-    "snapshot._write_file = full_disk\n"
-    "from drm.train import cli\n"
-    "cli()\n"
-)
+# Cells run in this process, in four 100-frame episodes of seed frames (no updates: what is
+# tested is the bookkeeping), a snapshot after each episode but the last.
+SHORT = dict(num_train_frames=400, num_seed_frames=400, eval_every_frames=400, num_eval_episodes=1,
+             batch_size=16, episode_frames=100, snapshot_every_frames=100, replay_buffer_size=1000)
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing in the cell catches it."""
+
+
+def cell(out, **overrides):
+    from drm import config
+    from drm.train import Cell
+
+    cfg = config.compose("drqv2", "cartpole_balance", {**SHORT, **overrides})
+    cfg.out_dir = str(out)
+    return Cell(cfg)
+
+
+@pytest.fixture
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
-def stopped_by_a_full_disk(tmp_path_factory):
-    out = tmp_path_factory.mktemp("full-disk") / "cell"
-    args = cell_command(out, "drqv2")[3:]
-    done = subprocess.run([sys.executable, "-c", FULL_DISK_FROM_SECOND_SNAPSHOT, *args], cwd=REPO,
-                          capture_output=True, text=True, timeout=600)
-    return out, done
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    cell(out).run()
+    return out
 
 
-def test_a_full_disk_stops_the_cell_with_what_is_intact(stopped_by_a_full_disk):
-    out, done = stopped_by_a_full_disk
-    assert done.returncode == 2, done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"drm.train: error: no space left on {out}: the cell stopped at frame 1000; "
-        "its last snapshot at frame 500 is intact")
+def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, keep_torch_threads):
+    from drm.train import CellStopped
+
+    out = tmp_path / "cell"
+    write, calls = snapshot._write_file, []
+
+    def full_from_the_second_snapshot(path, data):
+        calls.append(path)
+        if len(calls) == 1:
+            return write(path, data)
+        write(path, data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(snapshot, "_write_file", full_from_the_second_snapshot)
+    with pytest.raises(CellStopped) as stopped:
+        cell(out).run()
+    assert str(stopped.value) == (f"no space left on {out}: the cell stopped at frame 200; "
+                                  "its last snapshot at frame 100 is intact")
     assert [p for p in out.rglob("*") if ".tmp" in p.name] == [], "no partial file keeps the disk full"
-    assert torch.load(out / "work" / "snapshot.pt", weights_only=False)["step"] == 250
-    chunks = sorted(p.name for p in (out / "work" / "replay").iterdir())
-    assert chunks == ["000000000000-000000000252.npz"], "the chunk of the failed snapshot is gone"
+    assert torch.load(out / "work" / "snapshot.pt", weights_only=False)["step"] == 50
+    assert sorted(p.name for p in (out / "work" / "replay").iterdir()) == [
+        "000000000000-000000000051.npz"], "the chunk of the snapshot that failed is gone too"
+
+    # Space again, and a resumption on another thread count: it says so, and ends.
+    monkeypatch.setattr(snapshot, "_write_file", write)
+    cell(out, threads=2).run()
+    log = (out / "train.log").read_text()
+    assert "resumed from the snapshot at frame 100" in log
+    assert ("warning: resuming with torch_threads=2 (the snapshot was taken with 1): from frame 100 "
+            "on, the run no longer matches an uninterrupted one bit for bit") in log
+    assert "torch threads=2 (threads=2)" in log
+    assert json.loads((out / "meta.json").read_text())["starts"] == 2
 
 
-def test_a_resumption_on_another_thread_count_says_so(stopped_by_a_full_disk):
-    """threads=2 against the 1 the run started with (the tests run with OMP_NUM_THREADS unset or
-    1): stopped as soon as it has said so."""
-    out, _ = stopped_by_a_full_disk
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen(cell_command(out, "drqv2", threads=2), cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    log = out / "train.log"
-    try:
-        deadline = time.time() + 300
-        while "torch threads=2" not in log.read_text() and proc.poll() is None:
-            assert time.time() < deadline, "the resumed cell never logged its start"
-            time.sleep(0.2)
-    finally:
-        proc.kill()
-        proc.wait()
-    text = log.read_text()
-    assert "resumed from the snapshot at frame 500" in text
-    assert ("warning: resuming with torch_threads=2 (the snapshot was taken with 1): from frame 500 "
-            "on, the run no longer matches an uninterrupted one bit for bit") in text
-    assert "torch threads=2 (threads=2)" in text
+def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    save, saves = snapshot.save, []
+
+    def killed_after_the_second_snapshot(path, state):
+        save(path, state)
+        saves.append(path)
+        if len(saves) == 2:
+            raise Killed
+
+    monkeypatch.setattr(snapshot, "save", killed_after_the_second_snapshot)
+    with pytest.raises(Killed):
+        cell(out).run()
+    monkeypatch.setattr(snapshot, "save", save)
+    newest = out / "work" / "snapshot.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    cell(out).run()
+    for name in ("eval.csv", "train.csv"):
+        assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+    assert (f"warning: {newest} cannot be read (PytorchStreamReader failed reading zip archive: failed "
+            "finding central directory); moved to snapshot.pt.unreadable; resumed from snapshot.prev.pt "
+            "at frame 100") in (out / "train.log").read_text()
+    assert json.loads((out / "meta.json").read_text())["starts"] == 2
+
+
+def test_with_no_readable_snapshot_the_run_starts_again_and_says_so(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    save = snapshot.save
+
+    def killed_after_the_first_snapshot(path, state):
+        save(path, state)
+        raise Killed
+
+    monkeypatch.setattr(snapshot, "save", killed_after_the_first_snapshot)
+    with pytest.raises(Killed):
+        cell(out).run()
+    monkeypatch.setattr(snapshot, "save", save)
+    (out / "work" / "snapshot.pt").write_bytes(b"not a snapshot")
+    cell(out).run()
+    for name in ("eval.csv", "train.csv"):
+        assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+    assert ("; no readable snapshot is left, so the run starts again from frame 0"
+            in (out / "train.log").read_text())
