@@ -1,4 +1,6 @@
 """Resolving and checking a training cell's config before anything expensive starts."""
+import difflib
+import re
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -9,8 +11,63 @@ CFG_DIR = Path(__file__).resolve().parent / "cfg"
 
 AGENTS = ("drqv2", "drm", "alix")
 # Keys that may differ between the start and the resumption of one run.
-RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames")
+# Threads and device only change the bits, not the experiment: a resumption that changes them is
+# warned about (drm.snapshot.compute_settings), not refused.
+RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads")
 _ABSENT = object()
+# Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
+_SCHEDULE_KEYS = ("stddev_schedule", "agent.stddev_schedule")
+_UNQUOTED_SCHEDULE = re.compile(r"(step_)?linear\(.*\)")
+
+
+def known_keys(agent: str) -> list[str]:
+    """Every key `python -m drm.train agent=<agent>` accepts, agent keys as `agent.<key>`."""
+    base = OmegaConf.load(CFG_DIR / "config.yaml")
+    agent_keys = OmegaConf.load(CFG_DIR / "agent" / f"{agent}.yaml")
+    return ([k for k in base if k not in ("defaults", "hydra")] + ["agent"]
+            + [f"agent.{k}" for k in agent_keys])
+
+
+def unknown_key_message(key: str, value, agent: str) -> str:
+    others = [a for a in AGENTS if a != agent and key in known_keys(a)]
+    close = difflib.get_close_matches(key, known_keys(agent), n=3, cutoff=0.75)
+    hint = (f"; it is a key of agent {' and '.join(others)}, not of {agent}." if others
+            else f"; did you mean {' or '.join(close)}?" if close else ".")
+    return (f"unknown config key {key!r} (value {value!r}){hint} The keys are in "
+            f"drm/cfg/config.yaml and drm/cfg/agent/{agent}.yaml")
+
+
+def check_command_line(args: list[str]) -> list[str]:
+    """The cell's arguments as Hydra should read them, checked before Hydra reads them.
+
+    Hydra adds a `+key` it does not know silently (a typo would run a full cell without it),
+    and parses an unquoted schedule as a function call; so unknown keys, with or without `+`,
+    are refused here, a `+` before a known key is dropped, and schedules are quoted.
+    Hydra's own flags (`--cfg job`, `-m`), `hydra.*` keys and group choices pass untouched.
+    """
+    agent = "drqv2"  # the default in drm/cfg/config.yaml
+    for arg in args:
+        if arg.startswith("agent="):
+            agent = arg.split("=", 1)[1]
+    if agent not in AGENTS:
+        return list(args)  # Hydra names the agent files that exist
+    known = set(known_keys(agent))
+    checked = []
+    for arg in args:
+        if arg.startswith("-") or ("=" not in arg and not arg.startswith("~")):
+            checked.append(arg)
+            continue
+        name, _, value = arg.partition("=")
+        key = name.lstrip("+~")
+        if key.startswith("hydra.") or key.startswith("hydra/") or "@" in key:
+            checked.append(arg)
+            continue
+        if key not in known:
+            raise ValueError(unknown_key_message(key, value, agent))
+        if key in _SCHEDULE_KEYS and _UNQUOTED_SCHEDULE.fullmatch(value):
+            value = f"'{value}'"
+        checked.append(f"{name.lstrip('+')}={value}" if "=" in arg else arg)
+    return checked
 
 
 def resolve(cfg: DictConfig) -> DictConfig:
@@ -42,8 +99,7 @@ def compose(agent: str, task: str, overrides: dict) -> DictConfig:
     OmegaConf.set_struct(cfg, True)
     for key, value in overrides.items():
         if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
-            raise ValueError(f"unknown config key {key!r} (value {value!r}); see drm/cfg/config.yaml "
-                             f"and drm/cfg/agent/{agent}.yaml for the keys")
+            raise ValueError(unknown_key_message(key, value, agent))
         OmegaConf.update(cfg, key, value, merge=False)
     return resolve(cfg)
 
@@ -85,6 +141,8 @@ def check(cfg: DictConfig) -> None:
                  "num_seed_frames", cfg.num_seed_frames,
                  f">= episode_frames={cfg.episode_frames} when agent.replay_sample_running_episode="
                  "false (the first update samples an episode that has ended)")
+    _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads >= 1),
+             "threads", cfg.threads, "null or an integer >= 1")
     try:
         check_schedule(str(cfg.stddev_schedule))
     except ValueError as err:

@@ -8,6 +8,11 @@ import subprocess
 import sys
 
 CANDIDATES = ("egl", "osmesa")
+KNOWN = (*CANDIDATES, "glfw")  # what dm_control accepts; glfw needs a display
+
+
+class RenderingUnavailable(RuntimeError):
+    """No MuJoCo rendering backend renders here; the message says what to install or set."""
 _PROBE = (
     "from dm_control import mujoco\n"
     "p = mujoco.Physics.from_xml_string('<mujoco><worldbody><light pos=\"0 0 1\"/>"
@@ -30,9 +35,19 @@ def _works(backend: str) -> tuple[bool, str]:
 
 
 def choose_backend() -> str:
-    """Set MUJOCO_GL for this process and return a line saying which backend and why."""
-    if os.environ.get("MUJOCO_GL"):
-        return f"MUJOCO_GL={os.environ['MUJOCO_GL']} (set by the user)"
+    """Set MUJOCO_GL for this process and return a line saying which backend and why.
+
+    A value the user set is kept (not probed: that costs seconds per start), but one that cannot
+    work is refused here rather than at the first render, after everything is built."""
+    user_value = os.environ.get("MUJOCO_GL")
+    if user_value:
+        if user_value not in KNOWN:
+            raise ValueError(f"MUJOCO_GL={user_value!r} is invalid: must be egl or osmesa (headless) "
+                             "or glfw (with a display); unset it to let the cell choose one that renders here")
+        if user_value == "glfw" and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+            raise RenderingUnavailable("MUJOCO_GL=glfw needs a display and there is none (DISPLAY is "
+                                       "unset); use egl or osmesa, or unset MUJOCO_GL")
+        return f"MUJOCO_GL={user_value} (set by the user)"
     errors = []
     for backend in CANDIDATES:
         ok, err = _works(backend)
@@ -42,7 +57,7 @@ def choose_backend() -> str:
                 os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
             return f"MUJOCO_GL={backend} (first headless backend that rendered here)"
         errors.append(f"{backend}: {err}")
-    raise RuntimeError(
+    raise RenderingUnavailable(
         "no headless MuJoCo rendering backend works here (" + "; ".join(errors) + "). "
         "Install EGL (Debian: libegl1 libegl-mesa0 libgl1-mesa-dri; on a GPU node the NVIDIA "
         "driver's EGL) or OSMesa (Debian: libosmesa6), or set MUJOCO_GL yourself."

@@ -106,10 +106,18 @@ class ReplayBuffer:
             np.savez(tmp, **{k: getattr(self, k)[idx] for k in self.FIELDS})
             os.replace(tmp, directory / tmp.name.replace(".tmp", ""))
 
-    def prune_chunks(self, directory: Path) -> None:
-        """Drop chunks that fell out of the ring (only once a snapshot no longer needs them)."""
+    def prune_chunks(self, directory: Path, total: int | None = None) -> None:
+        """Drop chunks that had fallen out of the ring when `total` steps had been added (default:
+        now); pass the oldest kept snapshot's total so that it still finds every chunk it needs."""
+        total = self.total if total is None else total
         for path, (_, end) in self._chunks(directory):
-            if end <= max(0, self.total - self.capacity):
+            if end <= max(0, total - self.capacity):
+                path.unlink()
+
+    def discard_chunks_from(self, directory: Path, total: int) -> None:
+        """Drop chunks that start at or after `total`: written for a snapshot that never completed."""
+        for path, (start, _) in self._chunks(directory):
+            if start >= total:
                 path.unlink()
 
     def load_chunks(self, directory: Path, total: int, finished_total: int) -> None:
@@ -117,10 +125,8 @@ class ReplayBuffer:
         them in episodes that had ended."""
         self.total, self.finished_total = total, finished_total
         oldest = max(0, total - self.capacity)
+        self.discard_chunks_from(directory, total)
         for path, (start, end) in self._chunks(directory):
-            if start >= total:  # written by a snapshot that never completed
-                path.unlink()
-                continue
             with np.load(path) as chunk:
                 steps = np.arange(start, end)
                 keep = (steps >= oldest) & (steps < total)

@@ -1,4 +1,13 @@
-"""Atomic snapshots: a run killed at any moment finds either the old or the new one."""
+"""Snapshots that survive a kill, a full disk and a file that cannot be read back.
+
+`save` serializes in memory, writes a temp file, reads it back, and only then renames it into
+place, keeping the snapshot it replaces as `<name>.prev.pt`: a run killed at any moment finds a
+complete snapshot, a full disk leaves no partial file (the OSError keeps its errno, which
+torch's own writer loses), and a snapshot that later proves unreadable has a fallback.
+"""
+import errno
+import hashlib
+import io
 import os
 import random
 from pathlib import Path
@@ -23,16 +32,71 @@ def set_rng_states(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save(path: Path, state: dict) -> None:
-    tmp = Path(f"{path}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(state, f)
+def compute_settings(device: torch.device) -> dict:
+    """What decides a run's bits besides its config and seeds: a resumption that changes any of
+    these continues the run, but no longer as an uninterrupted one would."""
+    return {"torch_threads": torch.get_num_threads(), "device": str(device),
+            "default_dtype": str(torch.get_default_dtype()),
+            "float32_matmul_precision": torch.get_float32_matmul_precision(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+
+
+def settings_changes(saved: dict, now: dict) -> list[str]:
+    return [f"{key}={now.get(key)!r} (the snapshot was taken with {saved[key]!r})"
+            for key in saved if saved[key] != now.get(key)]
+
+
+def previous(path: Path) -> Path:
+    """Where the snapshot before `path` is kept (snapshot.pt -> snapshot.prev.pt)."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def save(path: Path, state: dict) -> None:
+    path, tmp = Path(path), Path(f"{path}.tmp")
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    data = buffer.getbuffer()
+    try:
+        _write_file(tmp, data)
+        if hashlib.sha256(tmp.read_bytes()).digest() != hashlib.sha256(data).digest():
+            raise OSError(errno.EIO, "the snapshot read back differs from what was written", str(tmp))
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    if path.exists():
+        os.replace(path, previous(path))
     os.replace(tmp, path)
 
 
-def load(path: Path) -> dict | None:
-    if not Path(path).exists():
-        return None
-    return torch.load(path, map_location="cpu", weights_only=False)
+def _first_sentence(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [type(err).__name__])[0].split(". ")[0]
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def load_newest(path: Path) -> tuple[dict | None, Path | None, list[str]]:
+    """The newest readable snapshot among `path` and its previous one, which file that was, and
+    a note for each file that could not be read (moved aside to `<name>.unreadable`, so that
+    the next save cannot rotate it over the good one)."""
+    notes = []
+    for candidate in (Path(path), previous(path)):
+        if not candidate.exists():
+            continue
+        try:
+            state = torch.load(candidate, map_location="cpu", weights_only=False)
+            if not isinstance(state, dict) or "step" not in state:
+                raise ValueError("not a snapshot of this harness")
+            return state, candidate, notes
+        except Exception as err:  # whatever torch.load or unpickling raises on a damaged file
+            bad = candidate.with_name(f"{candidate.name}.unreadable")
+            os.replace(candidate, bad)
+            notes.append(f"{candidate} cannot be read ({_first_sentence(err)}); moved to {bad.name}")
+    return None, None, notes

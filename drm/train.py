@@ -5,10 +5,15 @@ snapshot and nothing else live in `<out_dir>/work/`; when it ends, `eval.csv`, `
 `meta.json` are published into `<out_dir>` and `work/` is removed. Killed at any moment and
 started again with the same command, it continues from the last snapshot (taken between
 episodes, before the environment's reset) and ends with the files an uninterrupted run writes.
+A command that cannot run is refused in one line (`drm.train: error: ...`, status 2) before the
+environments and the agent are built.
 """
+import contextlib
+import errno
 import json
 import os
 import shutil
+import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -40,7 +45,25 @@ LOOP_KEYS = ("name", "replay_sample_running_episode")
 
 
 class RunRefused(Exception):
-    """The out_dir holds a run this command must not touch."""
+    """The out_dir holds a run this command must not touch, or cannot be written."""
+
+
+class CellStopped(Exception):
+    """The cell could not go on (a full disk); the message says what is intact on disk."""
+
+
+def choose_threads(threads: int | None) -> tuple[int, str]:
+    """torch's CPU thread count and where it came from: threads=N, else OMP_NUM_THREADS, else 1.
+    torch's own default (every core) oversubscribes a shared machine: 1.6 frames/s against 8.1
+    with one thread, measured on a busy 2-core machine."""
+    if threads is not None:
+        return threads, f"threads={threads}"
+    user_value = os.environ.get("OMP_NUM_THREADS", "")
+    if user_value:
+        if not (user_value.isdigit() and int(user_value) >= 1):
+            raise ValueError(f"OMP_NUM_THREADS={user_value!r} is invalid: must be an integer >= 1")
+        return int(user_value), f"OMP_NUM_THREADS={user_value}"
+    return 1, "the default; threads=N for more"
 
 
 def pick_device(name: str) -> torch.device:
@@ -93,15 +116,29 @@ def _write_atomic(path: Path, text: str) -> None:
 
 class Cell:
     def __init__(self, cfg: DictConfig):
+        """Everything that can refuse the command cheaply; `build` does the expensive rest."""
         self.backend = rendering.choose_backend()  # before anything imports dm_control
         self.cfg = config.resolve(cfg)
         self.out = Path(cfg.out_dir)
         self.work = self.out / "work"
+        self.snapshot_path = self.work / "snapshot.pt"
         self.device = pick_device(str(cfg.device))
+        self.threads, self.threads_reason = choose_threads(cfg.threads)
+        torch.set_num_threads(self.threads)
         check_determinism_possible(hydra.utils.get_class(cfg.agent._target_), self.device, cfg.deterministic)
         configure_determinism(cfg.deterministic)
         self.repeat = cfg.action_repeat
 
+        self.step = self.episode = 0
+        self.last_snapshot_frame = 0
+        self.snapshot_frame = None  # the frame of the newest intact snapshot on disk, if any
+        self.last_eval_step = -1
+        self.elapsed_before = 0.0
+        self.saved_total = 0  # replay steps already in snapshot chunks
+
+    def build(self) -> None:
+        """The environments, the agent and the replay: only once out_dir is known to be usable."""
+        cfg = self.cfg
         from drm.dmc import PixelEnv
         from drm.replay import ReplayBuffer
 
@@ -121,13 +158,6 @@ class Cell:
                                    sample_running_episode=cfg.agent.replay_sample_running_episode)
         self.agent_columns = list(self.agent.log_columns())
 
-        self.step = self.episode = 0
-        self.last_snapshot_frame = 0
-        self.last_eval_step = -1
-        self.elapsed_before = 0.0
-        self.starts = 1
-        self.saved_total = 0  # replay steps already in snapshot chunks
-
     # ---------------------------------------------------------------- out_dir bookkeeping
     def claim_out_dir(self) -> bool:
         """Check what out_dir holds; returns False when this exact run has already finished."""
@@ -145,9 +175,25 @@ class Cell:
             raise RunRefused(f"{self.work} exists but {saved} does not; not a run of this harness")
         if finished:
             return False
-        self.work.mkdir(parents=True, exist_ok=True)
-        _write_atomic(saved, OmegaConf.to_yaml(self.cfg))
+        try:
+            self.work.mkdir(parents=True, exist_ok=True)
+            _write_atomic(saved, OmegaConf.to_yaml(self.cfg))
+            with open(self.starts_path, "a") as f:  # counted before anything can fail
+                f.write(json.dumps({"started_at": datetime.now(timezone.utc).isoformat(),
+                                    "hostname": socket.gethostname(), "pid": os.getpid(),
+                                    **snapshot.compute_settings(self.device)}) + "\n")
+        except OSError as err:
+            raise RunRefused(f"out_dir {self.out} is not writable: {err.strerror} "
+                             f"({err.filename or self.out})") from None
         return True
+
+    @property
+    def starts_path(self) -> Path:
+        """One JSON line per start of this run, written as it starts (meta.json's `starts`)."""
+        return self.work / "starts.jsonl"
+
+    def starts(self) -> list[dict]:
+        return [json.loads(line) for line in self.starts_path.read_text().splitlines() if line]
 
     def log(self, line: str) -> None:
         stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -156,14 +202,23 @@ class Cell:
         if not self.show_progress:
             print(line, file=sys.stderr, flush=True)
 
+    def warn(self, line: str) -> None:
+        """A line the user must see even under the progress line."""
+        if self.show_progress:
+            print(f"\ndrm.train: warning: {line}", file=sys.stderr, flush=True)
+        self.log(f"warning: {line}")
+
     # ---------------------------------------------------------------- snapshots
     def save_snapshot(self) -> None:
-        """Replay chunks first, then the state that names how many steps they hold."""
+        """Replay chunks first, then the state that names how many steps they hold. The snapshot
+        being replaced is kept as the fallback, so chunks are pruned only once it no longer needs
+        them either."""
+        fallback_total = self.saved_total
         self.replay.save_chunks(self.work / "replay", self.saved_total)
-        snapshot.save(self.work / "snapshot.pt", {
+        snapshot.save(self.snapshot_path, {
             "step": self.step, "episode": self.episode,
             "last_snapshot_frame": self.step * self.repeat, "last_eval_step": self.last_eval_step,
-            "elapsed": self.elapsed(), "starts": self.starts, "started_at": self.started_at,
+            "elapsed": self.elapsed(), "compute": snapshot.compute_settings(self.device),
             "agent": self.agent.state_dict(),
             "replay_total": self.replay.total, "replay_finished_total": self.replay.finished_total,
             "replay_rng": self.replay.rng.bit_generator.state,
@@ -172,21 +227,24 @@ class Cell:
             "eval_env_rng": self.eval_env.get_rng_state(),
             "eval_rows": self.eval_log.rows, "train_rows": self.train_log.rows,
         })
-        self.last_snapshot_frame = self.step * self.repeat
+        self.last_snapshot_frame = self.snapshot_frame = self.step * self.repeat
         self.saved_total = self.replay.total
-        self.replay.prune_chunks(self.work / "replay")
+        self.replay.prune_chunks(self.work / "replay", fallback_total)
 
     def restore(self) -> None:
-        state = snapshot.load(self.work / "snapshot.pt")
+        state, used, unreadable = snapshot.load_newest(self.snapshot_path)
         if state is None:
+            if unreadable:
+                self.warn("; ".join(unreadable) + "; no readable snapshot is left, so the run "
+                          "starts again from frame 0")
             self.eval_log.truncate(0)
             self.train_log.truncate(0)
             shutil.rmtree(self.work / "replay", ignore_errors=True)
             return
         self.step, self.episode = state["step"], state["episode"]
         self.last_snapshot_frame, self.last_eval_step = state["last_snapshot_frame"], state["last_eval_step"]
-        self.elapsed_before, self.starts = state["elapsed"], state["starts"] + 1
-        self.started_at = state["started_at"]  # the first start, across resumptions
+        self.snapshot_frame = self.last_snapshot_frame
+        self.elapsed_before = state["elapsed"]
         self.agent.load_state_dict(state["agent"])
         self.replay.load_chunks(self.work / "replay", state["replay_total"], state["replay_finished_total"])
         self.replay.rng.bit_generator.state = state["replay_rng"]
@@ -196,7 +254,16 @@ class Cell:
         self.eval_env.set_rng_state(state["eval_env_rng"])
         self.eval_log.truncate(state["eval_rows"])
         self.train_log.truncate(state["train_rows"])
-        self.log(f"resumed from the snapshot at frame {self.step * self.repeat}")
+        frame = self.step * self.repeat
+        if unreadable:
+            self.warn("; ".join(unreadable) + f"; resumed from {used.name} at frame {frame}")
+        else:
+            self.log(f"resumed from the snapshot at frame {frame}")
+        changes = snapshot.settings_changes(state.get("compute", {}),
+                                            snapshot.compute_settings(self.device))
+        if changes:
+            self.warn(f"resuming with {', '.join(changes)}: from frame {frame} on, the run no "
+                      "longer matches an uninterrupted one bit for bit")
 
     # ---------------------------------------------------------------- the loop
     def elapsed(self) -> float:
@@ -243,22 +310,53 @@ class Cell:
               end="", file=sys.stderr, flush=True)
 
     def run(self) -> None:
-        cfg = self.cfg
-        progress = str(cfg.progress)
+        progress = str(self.cfg.progress)
         self.show_progress = sys.stderr.isatty() if progress == "auto" else progress == "True"
+        out_existed, work_existed = self.out.exists(), self.work.exists()
         if not self.claim_out_dir():
             print(f"{self.out}: this run has already finished; nothing to do", file=sys.stderr)
             return
+        try:
+            self.build()
+        except BaseException:  # e.g. an agent refusing its config: a refused start leaves nothing
+            if not work_existed:
+                shutil.rmtree(self.work, ignore_errors=True)
+                (self.out / "config.yaml").unlink(missing_ok=True)
+                if not out_existed:
+                    with contextlib.suppress(OSError):  # only if nothing else was put there
+                        self.out.rmdir()
+            raise
+        try:
+            self.train()
+            self.publish()
+        except OSError as err:
+            if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            self.remove_partial_files()
+            kept = (f"its last snapshot at frame {self.snapshot_frame} is intact"
+                    if self.snapshot_frame is not None else "it has no snapshot yet: a restart begins at frame 0")
+            raise CellStopped(f"no space left on {self.out}: the cell stopped at frame "
+                              f"{self.step * self.repeat}; {kept}") from None
+
+    def remove_partial_files(self) -> None:
+        """Temp files a failed write left behind (every write here goes through a `*.tmp*` name)."""
+        for directory in (self.out, self.work, self.work / "replay"):
+            for path in directory.glob("*.tmp*"):
+                path.unlink(missing_ok=True)
+        self.replay.discard_chunks_from(self.work / "replay", self.saved_total)
+
+    def train(self) -> None:
+        cfg = self.cfg
         self.eval_log = CsvLog(self.work / "eval.csv", EVAL_COLUMNS)
         self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS + [
             c for c in self.agent_columns if c not in TRAIN_COLUMNS])
         self.session_start = time.time()
-        self.started_at = datetime.now(timezone.utc).isoformat()
         self.restore()
         self.session_first_frame = self.step * self.repeat
         self.last_eval = float("nan")
         self.log(f"start {cfg.agent.name} {cfg.task} seed={cfg.seed} device={self.device} "
-                 f"{self.backend} frame={self.step * self.repeat}/{cfg.num_train_frames}")
+                 f"torch threads={self.threads} ({self.threads_reason}) {self.backend} "
+                 f"frame={self.step * self.repeat}/{cfg.num_train_frames}")
 
         train_steps = cfg.num_train_frames // self.repeat
         seed_steps = cfg.num_seed_frames // self.repeat
@@ -293,18 +391,18 @@ class Cell:
             self.evaluate()  # every run ends with its score at the final frame
         if self.show_progress:
             print(file=sys.stderr)
-        self.publish()
 
     def publish(self) -> None:
         for name in ("eval.csv", "train.csv"):
             tmp = self.out / f"{name}.tmp"
             shutil.copyfile(self.work / name, tmp)
             os.replace(tmp, self.out / name)
+        starts = self.starts()
         meta = {
             "agent": self.cfg.agent.name, "task": self.cfg.task, "seed": self.cfg.seed,
             "frames": self.step * self.repeat, "final_eval_return": self.last_eval,
-            "started_at": self.started_at, "finished_at": datetime.now(timezone.utc).isoformat(),
-            "wall_seconds": self.elapsed(), "starts": self.starts,
+            "started_at": starts[0]["started_at"], "finished_at": datetime.now(timezone.utc).isoformat(),
+            "wall_seconds": self.elapsed(), "starts": len(starts),
             "rendering": self.backend, "command": sys.argv,
             "git": provenance.git_state(), "packages": provenance.versions(),
             "machine": provenance.machine(self.device), "determinism": provenance.determinism(),
@@ -314,18 +412,35 @@ class Cell:
         self.log(f"finished: {meta['frames']} frames, final eval {self.last_eval:.2f}")
 
 
-@hydra.main(config_path="cfg", config_name="config", version_base="1.3")
+def fail(err) -> None:
+    print(f"drm.train: error: {err}", file=sys.stderr)
+    sys.exit(2)
+
+
+@hydra.main(config_path=str(config.CFG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     try:
+        if OmegaConf.is_missing(cfg, "out_dir") or not str(cfg.out_dir).strip():
+            raise ValueError("out_dir is missing: give out_dir=<dir>, the directory the cell writes "
+                             "into (e.g. out_dir=results/runs/drqv2/cartpole_balance/seed1)")
         Cell(cfg).run()
-    except (ValueError, RunRefused, hydra.errors.InstantiationException) as err:
+    except (ValueError, RunRefused, CellStopped, rendering.RenderingUnavailable,
+            hydra.errors.InstantiationException) as err:
         if isinstance(err, hydra.errors.InstantiationException):  # an agent refused its config
             if not isinstance(err.__cause__, ValueError):
                 raise
             err = err.__cause__
-        print(f"drm.train: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        fail(err)
+
+
+def cli() -> None:
+    """`python -m drm.train`: the command line is checked before Hydra reads it (config.py)."""
+    try:
+        sys.argv[1:] = config.check_command_line(sys.argv[1:])
+    except ValueError as err:
+        fail(err)
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

@@ -59,6 +59,7 @@ def test_same_seed_twice_gives_identical_returns(reference_run, tmp_path):
     # Killed before its first snapshot, so the second start trains from scratch.
     kill_and_resume(tmp_path, "drqv2", kill_when=lambda d: (d / "work" / "eval.csv").exists())
     assert without_wall_clock(read_csv(tmp_path / "eval.csv")) == without_wall_clock(read_csv(reference_run / "eval.csv"))
+    assert json.loads((tmp_path / "meta.json").read_text())["starts"] == 2, "a start without a snapshot counts"
 
 
 def test_a_finished_run_is_not_trained_again(reference_run):

@@ -1,0 +1,205 @@
+"""Faults a cell meets on disk: unreadable snapshots, a full disk, a resumption on other settings.
+A cell never gets stuck on one, and says in one line what happened and what it did."""
+import errno
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+
+from drm import snapshot
+from drm.replay import ReplayBuffer
+from helpers import read_csv, without_wall_clock
+from test_replay import GAMMA, fake_episodes
+
+
+def test_an_unreadable_snapshot_falls_back_to_the_previous_one(tmp_path):
+    path = tmp_path / "snapshot.pt"
+    snapshot.save(path, {"step": 1})
+    snapshot.save(path, {"step": 2})
+    path.write_bytes(path.read_bytes()[:200])  # truncated, as by a crash of the disk or the copy
+    state, used, notes = snapshot.load_newest(path)
+    assert state["step"] == 1 and used == snapshot.previous(path)
+    assert notes == [f"{path} cannot be read (PytorchStreamReader failed reading zip archive: "
+                     "failed finding central directory); moved to snapshot.pt.unreadable"]
+    snapshot.save(path, {"step": 3})  # the bad file was moved aside: the good one stays the fallback
+    assert torch.load(snapshot.previous(path))["step"] == 1
+
+
+def test_with_no_readable_snapshot_each_bad_file_is_named(tmp_path):
+    path = tmp_path / "snapshot.pt"
+    path.write_bytes(b"garbage")
+    snapshot.previous(path).write_bytes(b"")
+    state, used, notes = snapshot.load_newest(path)
+    assert state is None and used is None
+    assert [n.split(" cannot be read")[0] for n in notes] == [str(path), str(snapshot.previous(path))]
+
+
+def test_a_full_disk_leaves_no_partial_snapshot_and_the_last_one_intact(tmp_path, monkeypatch):
+    path = tmp_path / "snapshot.pt"
+    snapshot.save(path, {"step": 1})
+
+    def full_disk(target, data):
+        target.write_bytes(bytes(data[:100]))
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(snapshot, "_write_file", full_disk)
+    with pytest.raises(OSError) as raised:
+        snapshot.save(path, {"step": 2})
+    assert raised.value.errno == errno.ENOSPC, "the errno survives (torch's own writer loses it)"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["snapshot.pt"]
+    assert torch.load(path)["step"] == 1
+
+
+def test_on_a_really_full_filesystem_too(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small tmpfs needs root")
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        path = small / "snapshot.pt"
+        snapshot.save(path, {"step": 1, "weights": torch.zeros(1000)})
+        with pytest.raises(OSError) as raised:
+            snapshot.save(path, {"step": 2, "weights": torch.zeros(1_000_000)})  # 4 MB
+        assert raised.value.errno == errno.ENOSPC
+        assert sorted(p.name for p in small.iterdir()) == ["snapshot.pt"]
+        assert torch.load(path)["step"] == 1
+    finally:
+        subprocess.run(["umount", str(small)], check=True)
+
+
+def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
+    """Snapshots at 10, 25 and 45 steps of a 20-step ring: pruning for the newest alone would drop
+    the chunks [0, 10) and [10, 25) that the one at 25 (the fallback) needs."""
+    steps = [ts for episode in fake_episodes([8] * 6) for ts in episode]
+    replay = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
+    saved = 0
+    for cut in (10, 25, 45):
+        for ts in steps[replay.total:cut]:
+            replay.add(ts)
+        fallback, saved = saved, replay.total
+        replay.save_chunks(tmp_path, fallback)
+        replay.prune_chunks(tmp_path, fallback)
+    resumed = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
+    resumed.load_chunks(tmp_path, 25)
+    at_25 = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
+    for ts in steps[:25]:
+        at_25.add(ts)
+    for x, y in zip(at_25.sample(64), resumed.sample(64)):
+        np.testing.assert_array_equal(x, y)
+
+
+# Cells run in this process, in four 100-frame episodes of seed frames (no updates: what is
+# tested is the bookkeeping), a snapshot after each episode but the last.
+SHORT = dict(num_train_frames=400, num_seed_frames=400, eval_every_frames=400, num_eval_episodes=1,
+             batch_size=16, episode_frames=100, snapshot_every_frames=100, replay_buffer_size=1000)
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL: nothing in the cell catches it."""
+
+
+def cell(out, **overrides):
+    from drm import config
+    from drm.train import Cell
+
+    cfg = config.compose("drqv2", "cartpole_balance", {**SHORT, **overrides})
+    cfg.out_dir = str(out)
+    return Cell(cfg)
+
+
+@pytest.fixture
+def keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    out = tmp_path_factory.mktemp("uninterrupted")
+    cell(out).run()
+    return out
+
+
+def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, keep_torch_threads):
+    from drm.train import CellStopped
+
+    out = tmp_path / "cell"
+    write, calls = snapshot._write_file, []
+
+    def full_from_the_second_snapshot(path, data):
+        calls.append(path)
+        if len(calls) == 1:
+            return write(path, data)
+        write(path, data[:len(data) // 2])
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(snapshot, "_write_file", full_from_the_second_snapshot)
+    with pytest.raises(CellStopped) as stopped:
+        cell(out).run()
+    assert str(stopped.value) == (f"no space left on {out}: the cell stopped at frame 200; "
+                                  "its last snapshot at frame 100 is intact")
+    assert [p for p in out.rglob("*") if ".tmp" in p.name] == [], "no partial file keeps the disk full"
+    assert torch.load(out / "work" / "snapshot.pt", weights_only=False)["step"] == 50
+    assert sorted(p.name for p in (out / "work" / "replay").iterdir()) == [
+        "000000000000-000000000051.npz"], "the chunk of the snapshot that failed is gone too"
+
+    # Space again, and a resumption on another thread count: it says so, and ends.
+    monkeypatch.setattr(snapshot, "_write_file", write)
+    cell(out, threads=2).run()
+    log = (out / "train.log").read_text()
+    assert "resumed from the snapshot at frame 100" in log
+    assert ("warning: resuming with torch_threads=2 (the snapshot was taken with 1): from frame 100 "
+            "on, the run no longer matches an uninterrupted one bit for bit") in log
+    assert "torch threads=2 (threads=2)" in log
+    assert json.loads((out / "meta.json").read_text())["starts"] == 2
+
+
+def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    save, saves = snapshot.save, []
+
+    def killed_after_the_second_snapshot(path, state):
+        save(path, state)
+        saves.append(path)
+        if len(saves) == 2:
+            raise Killed
+
+    monkeypatch.setattr(snapshot, "save", killed_after_the_second_snapshot)
+    with pytest.raises(Killed):
+        cell(out).run()
+    monkeypatch.setattr(snapshot, "save", save)
+    newest = out / "work" / "snapshot.pt"
+    newest.write_bytes(newest.read_bytes()[:1000])
+    cell(out).run()
+    for name in ("eval.csv", "train.csv"):
+        assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+    assert (f"warning: {newest} cannot be read (PytorchStreamReader failed reading zip archive: failed "
+            "finding central directory); moved to snapshot.pt.unreadable; resumed from snapshot.prev.pt "
+            "at frame 100") in (out / "train.log").read_text()
+    assert json.loads((out / "meta.json").read_text())["starts"] == 2
+
+
+def test_with_no_readable_snapshot_the_run_starts_again_and_says_so(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    save = snapshot.save
+
+    def killed_after_the_first_snapshot(path, state):
+        save(path, state)
+        raise Killed
+
+    monkeypatch.setattr(snapshot, "save", killed_after_the_first_snapshot)
+    with pytest.raises(Killed):
+        cell(out).run()
+    monkeypatch.setattr(snapshot, "save", save)
+    (out / "work" / "snapshot.pt").write_bytes(b"not a snapshot")
+    cell(out).run()
+    for name in ("eval.csv", "train.csv"):
+        assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+    assert ("; no readable snapshot is left, so the run starts again from frame 0"
+            in (out / "train.log").read_text())
