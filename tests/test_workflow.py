@@ -55,12 +55,16 @@ def test_the_demo_dry_run_lists_its_cells(wf):
     ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: cpu, overrides: {num_train_frames: 1000}}\n",
      "cell drm/cheetah_run/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=1000]"),
     ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: tpu}\n", "'tpu' is not one of ['cuda', 'cpu']"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [-1, 2]\n", "seeds: negative [-1]; seeds must be integers >= 0"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\nagnets: [drm]\n",
+     "config key 'agnets' (value ['drm']) is unknown; did you mean 'agents'?"),
 ])
 def test_bad_configs_are_refused_before_any_job(wf, text, message):
     cfg = write_config(wf, "bad.yaml", text)
     done = snakemake(wf, "--cores", "1", "all", "--configfile", cfg)
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+    assert "properties" not in done.stdout + done.stderr, "one line, not the schema"
     assert not (wf / "results" / "runs").exists(), "nothing ran"
 
 
