@@ -134,13 +134,22 @@ def test_the_published_config_aggregates_and_plots_without_training(wf):
     text = (wf / "config" / "published.yaml").read_text()
     text = text.replace("reps: 50000", "reps: 300").replace("profile_reps: 2000", "profile_reps: 100")
     cfg = write_config(wf, "published_fast.yaml", text)
-    done = snakemake(wf, "--cores", "1", "figures", "--configfile", cfg, timeout=900)
+    done = snakemake(wf, "--cores", "2", "all", "--configfile", cfg, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (wf / "results" / "runs").exists()
+    assert "aggregate: bootstrap 30/30: drqv2_published:drqv2 " in done.stderr, "progress shown"
     scores = (wf / "results" / "aggregate" / "scores.csv").read_text().splitlines()
     assert len(scores) - 1 == 227, "every published run of the 24 tasks (8-10 seeds each)"
     assert {p.name for p in (wf / "results" / "figures").glob("*.png")} >= {
         "aggregate_estimates.png", "sample_efficiency.png", "performance_profile.png", "harness_vs_published.png"}
+
+    # The documented report: opens on the workflow's description, no warnings, no job that did not run.
+    report = snakemake(wf, "--report", "results/report.html", "--configfile", cfg, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "Missing metadata" not in report.stdout + report.stderr
+    assert "warning" not in (report.stdout + report.stderr).lower(), report.stderr[-3000:]
+    html = (wf / "results" / "report.html").read_text()
+    assert "Start with" in html and "estimates.csv" in html
 
 
 def test_the_readme_demo_command_lines_parse(wf):
