@@ -8,8 +8,8 @@ imports included. The `*_cpu_s` numbers are CPU time, which a busy shared machin
 than wall time (`load_average` says how busy it was). Target: re-drawing under 10 s on the
 2-core development machine.
 
-`--published` times instead what `snakemake figures --configfile config/published.yaml` waits
-for: aggregating the published DrQ-v2 curves (24 tasks, 227 runs) at that config's reps, with
+`--published` times instead what `snakemake all --configfile config/published.yaml` (or
+`figures`) waits for: aggregating the published DrQ-v2 curves (24 tasks, 227 runs) at that config's reps, with
 `--workers` processes and an empty bootstrap cache.
 """
 from __future__ import annotations

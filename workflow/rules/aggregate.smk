@@ -19,10 +19,10 @@ rule aggregate:
         tidy="results/aggregate/tidy.csv",
         scores="results/aggregate/scores.csv",
         estimates=report("results/aggregate/estimates.csv", caption="../report/estimates.rst",
-                         category="Statistics"),
+                         category="Estimates"),
         skipped="results/aggregate/skipped.csv",
         cache="results/aggregate/cache/meta.json",
-    threads: workflow.cores  # the bootstraps run in parallel; the numbers do not depend on it
+    threads: 8  # processes for the bootstraps (at most --cores); the numbers do not depend on it
     conda:
         "../../environment.yml"
     log:

@@ -1,4 +1,6 @@
 # Config validation and the helpers the rules share; the logic lives in drm/grid.py.
+from pathlib import Path
+
 import yaml
 from snakemake.utils import validate
 
