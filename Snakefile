@@ -3,9 +3,12 @@
 #   snakemake --cores 2 all --configfile config/demo.yaml     the CPU demo
 #   snakemake --cores 1 figures                               re-draw figures from cached results
 #   snakemake --cores 2 validate --configfile config/validate.yaml   check against the published record
+#   snakemake --report results/report.html                    the report of what `all` made
 # The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
 
 configfile: "config/config.yaml"
+
+report: "workflow/report/workflow.rst"  # the report opens on this, then the figures
 
 
 include: "workflow/rules/common.smk"

@@ -8,7 +8,8 @@ that figures are re-drawn without re-sampling:
     OUT/scores.csv      the runs the estimates use: source, agent, task, seed, frames, score
     OUT/estimates.csv   source, agent, metric, frames, estimate, ci_low, ci_high, reps
     OUT/skipped.csv     runs left out (bad, unfinished, missing), with file, line and problem
-    OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last)
+    OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last); bootstrap/
+                        holds each bootstrap's result, so a re-run only computes what changed
 """
 from __future__ import annotations
 
@@ -75,8 +76,11 @@ def settings(section: dict | None) -> dict:
     return s
 
 
-def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None) -> stats.Results:
-    """Imports, estimates and writes OUT; returns the estimates for callers that time them."""
+def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
+        workers: int = 1) -> stats.Results:
+    """Imports, estimates and writes OUT; returns the estimates for callers that time them.
+
+    The bootstraps run in `workers` processes and are cached in OUT/cache/bootstrap/."""
     s = settings(config.get("aggregate"))
     if skip_bad_runs is not None:
         s["skip_bad_runs"] = skip_bad_runs
@@ -88,7 +92,8 @@ def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None) -> s
     res = stats.compute(imported.tidy, tasks, frames=s["frames"], last_k=s["last_k"],
                         reps=s["reps"], profile_reps=s["profile_reps"], seed=s["seed"],
                         ragged=s["ragged"], ours=s["ours"], baselines=s["baselines"],
-                        skip_short=s["skip_bad_runs"])
+                        skip_short=s["skip_bad_runs"], workers=workers,
+                        cache_dir=Path(out_dir) / "cache" / "bootstrap")
     short = pd.DataFrame([dict(zip(["source", "agent", "task", "seed"], run), path="", line=None,
                                problem=problem) for run, problem in res.short],
                          columns=results.SKIPPED_COLUMNS)
@@ -127,6 +132,8 @@ def main(argv=None) -> int:
     parser.add_argument("--skip-bad-runs", action="store_true", default=None,
                         help="skip bad runs (listed in skipped.csv) instead of failing; "
                              "overrides aggregate.skip_bad_runs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for the bootstraps (the same numbers with any count)")
     args = parser.parse_args(argv)
     # Our own handler on the current stderr: the workflow redirects it into the rule's log.
     handler = logging.StreamHandler(sys.stderr)
@@ -138,7 +145,7 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every bootstrap call
     try:
         config = yaml.safe_load(Path(args.config).read_text()) or {}
-        run(config, args.runs, args.out, args.skip_bad_runs)
+        run(config, args.runs, args.out, args.skip_bad_runs, args.workers)
     except (OSError, ValueError, yaml.YAMLError) as error:
         hint = (" (to aggregate the other runs, set aggregate.skip_bad_runs: true or pass "
                 "--skip-bad-runs)") if isinstance(error, results.RunFileError) else ""

@@ -18,9 +18,11 @@ rule aggregate:
     output:
         tidy="results/aggregate/tidy.csv",
         scores="results/aggregate/scores.csv",
-        estimates="results/aggregate/estimates.csv",
+        estimates=report("results/aggregate/estimates.csv", caption="../report/estimates.rst",
+                         category="Estimates"),
         skipped="results/aggregate/skipped.csv",
         cache="results/aggregate/cache/meta.json",
+    threads: 8  # processes for the bootstraps (at most --cores); the numbers do not depend on it
     conda:
         "../../environment.yml"
     log:
