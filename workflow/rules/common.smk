@@ -1,7 +1,7 @@
 # Config validation and the helpers the rules share; the logic lives in drm/grid.py.
 from snakemake.utils import validate
 
-from drm import grid
+from drm import claims, grid
 from drm.config import AGENTS
 
 RUN = "results/runs/{agent}/{task}/seed{seed}"
@@ -9,6 +9,9 @@ RUN = "results/runs/{agent}/{task}/seed{seed}"
 grid.check_grid(config)
 validate(config, schema="../schemas/config.schema.yaml")
 CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
+# The claims file, checked against the vocabulary and the cells' frame budgets before any job.
+CLAIMS = claims.load(config["claims"], [p["name"] for p in config["aggregate"]["published"]])
+claims.check_budgets(CLAIMS, {(a, t): cell.num_train_frames for (a, t, _), cell in CELLS.items()})
 
 
 def _trains_here():

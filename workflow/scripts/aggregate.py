@@ -7,7 +7,7 @@ import yaml
 
 from drm import aggregate
 
-config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate")}
+config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate", "claims")}
 with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg, open(snakemake.log[0], "w") as log:
     yaml.safe_dump(config, cfg)
     cfg.flush()
