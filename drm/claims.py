@@ -534,7 +534,8 @@ def line(row) -> str:
     head = f"claim {row['id']}: {row['verdict']}"
     if str(row["verdict"]).startswith("not evaluated"):
         return head
-    text = f"{head} - {row['quantity']} = {_number(row['estimate'])}"
+    value = f"{int(row['estimate'])}" if row["rule"] == "no_broken_seeds" else _number(row["estimate"])
+    text = f"{head} - {row['quantity']} = {value}"
     if not pd.isna(row["ci_low"]):
         text += f" [{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
     text += f" (threshold {row['threshold']:g}; {int(row['runs_used'])} runs at {int(row['frames']):,} frames)"
