@@ -4,6 +4,7 @@
 #   snakemake --cores 1 figures                               re-draw figures from cached results
 #   snakemake --cores 2 validate --configfile config/validate.yaml   check against the published record
 #   snakemake --report results/report.html                    the report of what `all` made
+#   snakemake --cores 1 export                                the grid's runs as a dataset (results/export/)
 # The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
 
 configfile: "config/config.yaml"
@@ -15,6 +16,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

@@ -36,7 +36,8 @@ def test_plot_cli_draws_every_figure_as_png_and_pdf(grid_aggregate, tmp_path):
     done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(grid_aggregate),
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    expected = sorted(f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf"))
+    expected = sorted([f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf")]
+                      + ["claims.csv"])  # the report's verdict table (drm.claims.show)
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     for name in figures.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")

@@ -4,7 +4,7 @@ from pathlib import Path
 import yaml
 from snakemake.utils import validate
 
-from drm import grid
+from drm import claims, grid
 from drm.config import AGENTS
 
 RUN = "results/runs/{agent}/{task}/seed{seed}"
@@ -17,6 +17,9 @@ grid.check_grid(config)
 grid.check_schema(config, SCHEMA_DATA)
 validate(config, schema=SCHEMA)  # fills in the defaults
 CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
+# The claims file, checked against the vocabulary and the cells' frame budgets before any job.
+CLAIMS = claims.load(config["claims"], [p["name"] for p in config["aggregate"]["published"]])
+claims.check_budgets(CLAIMS, {(a, t): cell.num_train_frames for (a, t, _), cell in CELLS.items()})
 
 
 def _trains_here():

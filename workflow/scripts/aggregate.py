@@ -8,7 +8,7 @@ import yaml
 
 from drm import aggregate
 
-config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate")}
+config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate", "claims")}
 # The bootstrap's progress (a line per call) also goes to the terminal: it can take minutes.
 progress = logging.StreamHandler(sys.stderr)
 progress.setFormatter(logging.Formatter("aggregate: %(message)s"))
