@@ -2,14 +2,21 @@
 #   snakemake --cores 8 all                                   the grid of config/config.yaml
 #   snakemake --cores 2 all --configfile config/demo.yaml     the CPU demo
 #   snakemake --cores 1 figures                               re-draw figures from cached results
+#   snakemake --cores 2 validate --configfile config/validate.yaml   check against the published record
+#   snakemake --report results/report.html                    the report of what `all` made
+#   snakemake --cores 1 export                                the grid's runs as a dataset (results/export/)
 # The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
 
 configfile: "config/config.yaml"
+
+report: "workflow/report/workflow.rst"  # the report opens on this, then the figures
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/claims.smk"
 
 
 rule all:

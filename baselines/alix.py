@@ -8,6 +8,7 @@ Read next to agents.md section 3. A-LIX is DrQ-v2 with three changes:
     discontinuity (official `LearnS`), in its own Adam parameter group.
 The critic's two Q heads form one parallel ensemble layer (official `DenseParallel`).
 """
+import copy
 import math
 from collections.abc import Iterable
 
@@ -16,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from baselines import utils
-from baselines.drqv2 import DrQV2Agent, trunk
+from baselines.drqv2 import Actor, DrQV2Agent, trunk
 
 
 class LIX(nn.Module):
@@ -37,9 +38,9 @@ class LIX(nn.Module):
         d = shift - 1/2 - P = (2 P + 1) m (u - 1/2) = (2 pad + 1) S (u - 1/2),
     uniform in [-(pad + 1/2) S, (pad + 1/2) S] cells: [-2.5 S, 2.5 S] for pad = 2.
 
-    At S = 0 the official resampling is the identity only up to float32 round-off (about 1e-6
-    relative, from normalizing and unnormalizing the grid); here S = 0 returns the input exactly
-    (u is still drawn, so the RNG stream does not depend on S). Off in eval mode (no draw).
+    At S = 0 the official layer still resamples, which is the identity only up to the float32
+    rounding of the normalized grid (docs/fidelity.md gives the size); we resample too, so the
+    output is the official one at every S. Off in eval mode (no draw).
     """
 
     def __init__(self, pad: float = 2):
@@ -59,9 +60,8 @@ class LIX(nn.Module):
         u = torch.rand(size=(1, 1, 1, 2), device=x.device, dtype=x.dtype)
         shift = (u * m + (1 - m) / 2) * (2 * self.pad + 1)
         grid = (base_grid + shift) * 2.0 / (h + 2 * self.pad) - 1
-        out = F.grid_sample(padded, grid.expand(n, h, w, 2), mode="bilinear",
-                            padding_mode="zeros", align_corners=False)
-        return torch.where(s == 0, x, out)
+        return F.grid_sample(padded, grid.expand(n, h, w, 2), mode="bilinear",
+                             padding_mode="zeros", align_corners=False)
 
 
 def normalized_discontinuity(grad: torch.Tensor, kernel: int = 3, eps: float = 1e-20) -> torch.Tensor:
@@ -149,20 +149,45 @@ class ALIXEncoder(nn.Module):
 
 class DenseParallel(nn.Module):
     """n_parallel independent Linear layers in one batched matmul: [n, B, in] -> [n, B, out]
-    (a [B, in] input is broadcast to every member). Official `utils.DenseParallel` with its
-    `weight_init`: each member's weight orthogonal with gain sqrt(2) (the output layer too,
-    where DrQ-v2's Linear layers use gain 1), zero bias."""
+    (a [B, in] input is broadcast to every member). Official `utils.DenseParallel`: built with
+    nn.Linear's default init (Kaiming-uniform weight, uniform bias), which `init_weights` then
+    replaces; the draws of both count for the weights built after it."""
 
     def __init__(self, in_features: int, out_features: int, n_parallel: int):
         super().__init__()
         self.weight = nn.Parameter(torch.empty(n_parallel, in_features, out_features))
-        self.bias = nn.Parameter(torch.zeros(n_parallel, 1, out_features))
-        gain = nn.init.calculate_gain("relu")
-        for member in self.weight.data:
-            nn.init.orthogonal_(member, gain)
+        self.bias = nn.Parameter(torch.empty(n_parallel, 1, out_features))
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        fan_in = in_features * out_features  # torch's fan-in of an (n, in, out) tensor
+        bound = 1 / math.sqrt(fan_in)
+        nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.matmul(x, self.weight) + self.bias
+
+
+@torch.no_grad()
+def parallel_orthogonal_(weight: torch.Tensor, gain: float) -> torch.Tensor:
+    """Each member of an (n, in, out) weight orthogonal, as nn.init.orthogonal_ makes one
+    matrix, but from one normal draw for all members (official `parallel_orthogonal_`)."""
+    n, rows, cols = weight.shape
+    normal = weight.new_empty(n, rows, cols).normal_(0, 1)
+    for member, draw in zip(weight, normal):
+        a = draw.t() if rows < cols else draw
+        q, r = torch.linalg.qr(a)
+        q *= torch.diag(r, 0).sign()
+        member.copy_(q.t() if rows < cols else q)
+    return weight.mul_(gain)
+
+
+def init_weights(m: nn.Module) -> None:
+    """Official A-LIX `weight_init`: DrQ-v2's, plus DenseParallel members orthogonal with gain
+    sqrt(2) (the output layer too, where DrQ-v2's Linear layers use gain 1) and zero bias."""
+    if isinstance(m, DenseParallel):
+        parallel_orthogonal_(m.weight, nn.init.calculate_gain("relu"))
+        m.bias.data.fill_(0.0)
+    else:
+        utils.weight_init(m)
 
 
 class ParallelCritic(nn.Module):
@@ -178,7 +203,7 @@ class ParallelCritic(nn.Module):
             DenseParallel(hidden_dim, hidden_dim, n_parallel), nn.ReLU(inplace=True),
             DenseParallel(hidden_dim, 1, n_parallel),
         )
-        self.trunk.apply(utils.weight_init)
+        self.apply(init_weights)
 
     def forward(self, obs: torch.Tensor, action: torch.Tensor):
         qs = self.QS(torch.cat([self.trunk(obs), action], dim=-1))  # [2, B, 1]
@@ -197,6 +222,9 @@ def _check(key: str, value, ok: bool, allowed: str) -> None:
 class ALIXAgent(DrQV2Agent):
     """DrQ-v2 with the A-LIX encoder, no augmentation, the parallel critic and S's optimizer."""
 
+    # The LIX layers' grid_sample backward accumulates with atomicAdd on CUDA.
+    NONDETERMINISTIC_CUDA_OPS = ("grid_sample's backward (the LIX layers)",)
+
     def __init__(self, *args, lix_pad=2, lix_s_init=0.5, nd_target=0.535, nd_kernel=3,
                  nd_eps=1e-20, s_lr=2e-3, s_betas=(0.5, 0.999), **kwargs):
         s_betas = tuple(s_betas) if isinstance(s_betas, Iterable) else (s_betas,)
@@ -214,12 +242,23 @@ class ALIXAgent(DrQV2Agent):
         self.s_lr, self.s_betas = float(s_lr), tuple(float(b) for b in s_betas)
         super().__init__(*args, **kwargs)
 
-    def make_encoder(self, obs_shape) -> nn.Module:
+    def build_networks(self, obs_shape, action_shape, feature_dim, hidden_dim) -> None:
+        """The official order of random draws. The official agent is built by Hydra from
+        `cfgs/algo/ALIX.yaml`, whose recursive instantiation builds the encoder three times:
+        the agent's, then one for the actor's and one for the critic's `encoder` argument
+        (they read only its repr_dim). We build and drop the same two spare encoders, so the
+        same seed gives the official weights. The target is a deep copy (no draws)."""
+        self.encoder = self.new_encoder(obs_shape)
+        repr_dim = self.encoder.repr_dim
+        self.new_encoder(obs_shape)  # the actor's spare
+        self.actor = Actor(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.new_encoder(obs_shape)  # the critic's spare
+        self.critic = ParallelCritic(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic_target = copy.deepcopy(self.critic)
+
+    def new_encoder(self, obs_shape) -> ALIXEncoder:
         return ALIXEncoder(obs_shape, self.lix_pad, self.lix_s_init,
                            self.nd_kernel, self.nd_target, self.nd_eps)
-
-    def make_critic(self, repr_dim, action_shape, feature_dim, hidden_dim) -> nn.Module:
-        return ParallelCritic(repr_dim, action_shape, feature_dim, hidden_dim)
 
     def make_encoder_optimizer(self, lr) -> torch.optim.Optimizer:
         """Official `custom_parameterized_aug_optimizer_builder`: convs at the encoder lr with

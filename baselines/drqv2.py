@@ -92,12 +92,9 @@ class DrQV2Agent(utils.Agent):
         self.dormant_threshold = dormant_threshold
         self.dormant_ratio_fn = dormant_ratio_fn
 
-        self.encoder = self.make_encoder(obs_shape).to(self.device)
-        repr_dim = self.encoder.repr_dim
-        self.actor = Actor(repr_dim, action_shape, feature_dim, hidden_dim).to(self.device)
-        self.critic = self.make_critic(repr_dim, action_shape, feature_dim, hidden_dim).to(self.device)
-        self.critic_target = self.make_critic(repr_dim, action_shape, feature_dim, hidden_dim).to(self.device)
-        self.critic_target.load_state_dict(self.critic.state_dict())
+        self.build_networks(obs_shape, action_shape, feature_dim, hidden_dim)
+        for net in self.networks():
+            net.to(self.device)
 
         self.encoder_opt = self.make_encoder_optimizer(lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
@@ -105,13 +102,22 @@ class DrQV2Agent(utils.Agent):
         self.aug = self.make_augmentation()
         self.train()
 
+    def build_networks(self, obs_shape, action_shape, feature_dim, hidden_dim) -> None:
+        """Build the networks in the official constructor's order, so that the same seed gives
+        the official initial weights (every constructor and init draws from torch's global
+        generator): encoder, actor, critic, then the target as a fresh critic given the
+        critic's weights. Subclasses build in their official code's order."""
+        self.encoder = Encoder(obs_shape)
+        repr_dim = self.encoder.repr_dim
+        self.actor = Actor(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic = Critic(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic_target = Critic(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic_target.load_state_dict(self.critic.state_dict())
+
+    def networks(self) -> list[nn.Module]:
+        return [obj for obj in vars(self).values() if isinstance(obj, nn.Module)]
+
     # Subclasses (A-LIX) swap these parts.
-    def make_encoder(self, obs_shape) -> nn.Module:
-        return Encoder(obs_shape)
-
-    def make_critic(self, repr_dim, action_shape, feature_dim, hidden_dim) -> nn.Module:
-        return Critic(repr_dim, action_shape, feature_dim, hidden_dim)
-
     def make_encoder_optimizer(self, lr) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.encoder.parameters(), lr=lr)
 
@@ -125,8 +131,8 @@ class DrQV2Agent(utils.Agent):
 
     def log_columns(self) -> tuple[str, ...]:
         """train.csv columns: update metrics (averaged over an episode) and `log_state` keys."""
-        return ("actor_dormant_ratio", "critic_loss", "critic_q1", "critic_target_q",
-                "actor_loss", "stddev")
+        return ("actor_dormant_ratio", "batch_reward", "critic_loss", "critic_q1", "critic_q2",
+                "critic_target_q", "actor_loss", "stddev")
 
     def log_state(self) -> dict:
         """Scalars read once at each episode end (subclasses add theirs)."""
@@ -168,7 +174,8 @@ class DrQV2Agent(utils.Agent):
 
     def update(self, batch, step: int) -> dict:
         obs, action, reward, discount, next_obs = self.encode_batch(batch)
-        metrics = {"actor_dormant_ratio": self.measure_dormant_ratio(obs.detach())}
+        metrics = {"actor_dormant_ratio": self.measure_dormant_ratio(obs.detach()),
+                   "batch_reward": reward.mean().item()}
         metrics.update(self.update_critic(obs, action, reward, discount, next_obs, step))
         metrics.update(self.update_actor(obs.detach(), step))
         utils.soft_update_params(self.critic, self.critic_target, self.critic_target_tau)
@@ -194,6 +201,7 @@ class DrQV2Agent(utils.Agent):
         return {
             "critic_loss": critic_loss.item(),
             "critic_q1": q1.mean().item(),
+            "critic_q2": q2.mean().item(),
             "critic_target_q": target_q.mean().item(),
         }
 

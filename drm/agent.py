@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from baselines import utils
-from baselines.drqv2 import DrQV2Agent, trunk
+from baselines.drqv2 import Actor, Critic, DrQV2Agent, Encoder, trunk
 from drm.dormant import dormant_ratio as _dormant_ratio
 
 
@@ -177,15 +177,23 @@ class DrMAgent(DrQV2Agent):
         self.awaken_step: int | None = None  # t0, the agent step the actor first woke up
         self.perturb_count = 0
 
-        repr_dim = self.encoder.repr_dim
-        self.value_predictor = VNetwork(repr_dim, feature_dim, hidden_dim).to(self.device)
         self.predictor_opt = torch.optim.Adam(self.value_predictor.parameters(), lr=lr)
-        self.train()
+
+    def build_networks(self, obs_shape, action_shape, feature_dim, hidden_dim) -> None:
+        """The official order: encoder, actor, V, critic, target (a fresh critic given the
+        critic's weights), so the same seed gives the official initial weights and leaves
+        torch's generator where the official one is for the first perturbation's draws."""
+        self.encoder = Encoder(obs_shape)
+        repr_dim = self.encoder.repr_dim
+        self.actor = Actor(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.value_predictor = VNetwork(repr_dim, feature_dim, hidden_dim)
+        self.critic = Critic(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic_target = Critic(repr_dim, action_shape, feature_dim, hidden_dim)
+        self.critic_target.load_state_dict(self.critic.state_dict())
 
     def train(self, training: bool = True) -> None:
         super().train(training)
-        if hasattr(self, "value_predictor"):  # the base __init__ calls train() before it exists
-            self.value_predictor.train(training)
+        self.value_predictor.train(training)
 
     # ---- the three schedules, functions of the current beta -----------------------------
     def stddev(self, step: int) -> float:
@@ -264,7 +272,7 @@ class DrMAgent(DrQV2Agent):
         obs, action, reward, discount, next_obs = self.encode_batch(batch)
         self.dormant_ratio = self.measure_dormant_ratio(obs.detach())
         self.note_awakening(step)
-        metrics = {"actor_dormant_ratio": self.dormant_ratio}
+        metrics = {"actor_dormant_ratio": self.dormant_ratio, "batch_reward": reward.mean().item()}
         if self.use_exploit:
             metrics.update(self.update_value(obs.detach(), action))
         else:

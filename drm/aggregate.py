@@ -8,7 +8,9 @@ that figures are re-drawn without re-sampling:
     OUT/scores.csv      the runs the estimates use: source, agent, task, seed, frames, score
     OUT/estimates.csv   source, agent, metric, frames, estimate, ci_low, ci_high, reps
     OUT/skipped.csv     runs left out (bad, unfinished, missing), with file, line and problem
-    OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last)
+    OUT/claims.csv      the claims of the config's `claims:` file as verdicts (drm.claims)
+    OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last); bootstrap/
+                        holds each bootstrap's result, so a re-run only computes what changed
 """
 from __future__ import annotations
 
@@ -17,12 +19,13 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
-from drm import results, stats
+from drm import claims, results, stats
 
 log = logging.getLogger(__name__)
 
@@ -75,25 +78,35 @@ def settings(section: dict | None) -> dict:
     return s
 
 
-def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None) -> stats.Results:
-    """Imports, estimates and writes OUT; returns the estimates for callers that time them."""
+def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
+        workers: int = 1) -> stats.Results:
+    """Imports, estimates and writes OUT; returns the estimates for callers that time them.
+
+    The bootstraps run in `workers` processes and are cached in OUT/cache/bootstrap/."""
     s = settings(config.get("aggregate"))
     if skip_bad_runs is not None:
         s["skip_bad_runs"] = skip_bad_runs
     tasks = list(config.get("tasks") or [])
     if not tasks:
         raise ValueError("the config lists no tasks")
+    claim_list = claims.load(config.get("claims"), [p["name"] for p in s["published"]])
     imported = results.load(runs_dir, config.get("agents") or [], tasks, config.get("seeds") or [],
                             s["published"], s["skip_bad_runs"])
+    prepared = claims.prepare(claim_list, imported.tidy, config.get("seeds") or [])
     res = stats.compute(imported.tidy, tasks, frames=s["frames"], last_k=s["last_k"],
                         reps=s["reps"], profile_reps=s["profile_reps"], seed=s["seed"],
                         ragged=s["ragged"], ours=s["ours"], baselines=s["baselines"],
-                        skip_short=s["skip_bad_runs"])
+                        skip_short=s["skip_bad_runs"], workers=workers,
+                        cache_dir=Path(out_dir) / "cache" / "bootstrap")
     short = pd.DataFrame([dict(zip(["source", "agent", "task", "seed"], run), path="", line=None,
                                problem=problem) for run, problem in res.short],
                          columns=results.SKIPPED_COLUMNS)
     skipped = pd.concat([imported.skipped, short], ignore_index=True) if len(short) else imported.skipped
-    write(Path(out_dir), imported.tidy, skipped, res)
+    started = time.perf_counter()
+    verdicts = claims.evaluate(prepared, imported.tidy, s)
+    if claim_list:
+        log.info("claims: %d evaluated in %.1f s", len(verdicts), time.perf_counter() - started)
+    write(Path(out_dir), imported.tidy, skipped, res, verdicts)
     bad = skipped[~skipped["problem"].isin(["not found", "unfinished (no meta.json)"])]
     if len(bad):
         log.warning("skipped %d bad run(s), listed in %s", len(bad), Path(out_dir) / "skipped.csv")
@@ -106,13 +119,16 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Results) -> None:
+def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Results,
+          verdicts: pd.DataFrame | None = None) -> None:
     cache = out / "cache"
     cache.mkdir(parents=True, exist_ok=True)
     tidy.to_csv(out / "tidy.csv", index=False)
     res.scores.to_csv(out / "scores.csv", index=False)
     res.estimates.to_csv(out / "estimates.csv", index=False)
     skipped.to_csv(out / "skipped.csv", index=False)
+    (verdicts if verdicts is not None else pd.DataFrame(columns=claims.COLUMNS)).to_csv(
+        out / "claims.csv", index=False)
     res.profiles.to_csv(cache / "profiles.csv", index=False)
     res.task_curves.to_csv(cache / "task_curves.csv", index=False)
     _write_atomic(cache / "meta.json", json.dumps(res.meta, indent=1))
@@ -121,12 +137,14 @@ def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Resul
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.aggregate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True,
-                        help="workflow config YAML (reads agents, tasks, seeds, aggregate)")
+                        help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
     parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")
     parser.add_argument("--out", default="results/aggregate", help="output folder")
     parser.add_argument("--skip-bad-runs", action="store_true", default=None,
                         help="skip bad runs (listed in skipped.csv) instead of failing; "
                              "overrides aggregate.skip_bad_runs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for the bootstraps (the same numbers with any count)")
     args = parser.parse_args(argv)
     # Our own handler on the current stderr: the workflow redirects it into the rule's log.
     handler = logging.StreamHandler(sys.stderr)
@@ -138,7 +156,7 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every bootstrap call
     try:
         config = yaml.safe_load(Path(args.config).read_text()) or {}
-        run(config, args.runs, args.out, args.skip_bad_runs)
+        run(config, args.runs, args.out, args.skip_bad_runs, args.workers)
     except (OSError, ValueError, yaml.YAMLError) as error:
         hint = (" (to aggregate the other runs, set aggregate.skip_bad_runs: true or pass "
                 "--skip-bad-runs)") if isinstance(error, results.RunFileError) else ""
@@ -147,7 +165,8 @@ def main(argv=None) -> int:
     finally:
         drm_log.removeHandler(handler)
         drm_log.propagate = True
-    print(f"aggregate: wrote {args.out}/estimates.csv, scores.csv, tidy.csv, skipped.csv and cache/")
+    print(f"aggregate: wrote {args.out}/estimates.csv, scores.csv, tidy.csv, skipped.csv, claims.csv "
+          "and cache/")
     return 0
 
 

@@ -2,7 +2,8 @@
 
 Targets (issue 3): replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update;
 end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4
-frames) at batch 256. `--aggregate` runs the statistics benchmark instead (drm.bench_aggregate).
+frames) at batch 256. `--aggregate` runs the statistics benchmark instead (drm.bench_aggregate),
+`--parse` the workflow's parse time on the paper grid (drm.bench_parse).
 """
 import argparse
 import json
@@ -99,7 +100,13 @@ def main(argv=None) -> None:
     parser.add_argument("--update-episodes", type=int, default=1,
                         help="200-frame episodes with updates in the end-to-end run")
     parser.add_argument("--aggregate", action="store_true", help="benchmark the statistics instead")
+    parser.add_argument("--parse", action="store_true",
+                        help="benchmark the workflow's parse time (snakemake -n all) instead")
     args, rest = parser.parse_known_args(argv)
+    if args.parse:
+        from drm import bench_parse
+
+        return bench_parse.main(rest + (["--json"] if args.json else []))
     if args.aggregate:
         from drm import bench_aggregate
 

@@ -133,6 +133,14 @@ def check(cfg: DictConfig) -> None:
              "device", cfg.device, "auto, cpu, cuda or cuda:N")
     _require(str(cfg.progress) in ("auto", "True", "False"), "progress", cfg.progress,
              "auto, true or false")
+    _require(isinstance(cfg.deterministic, bool), "deterministic", cfg.deterministic, "true or false")
+    running = cfg.agent.replay_sample_running_episode
+    _require(isinstance(running, bool), "agent.replay_sample_running_episode", running, "true or false")
+    if not running:  # the first update needs an ended episode
+        _require(cfg.num_seed_frames >= min(cfg.episode_frames, cfg.num_train_frames),
+                 "num_seed_frames", cfg.num_seed_frames,
+                 f">= episode_frames={cfg.episode_frames} when agent.replay_sample_running_episode="
+                 "false (the first update samples an episode that has ended)")
     _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads >= 1),
              "threads", cfg.threads, "null or an integer >= 1")
     try:

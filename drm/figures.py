@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from drm.results import HARNESS  # noqa: E402  (not drm.stats: rliable's imports cost a second)
+from drm.results import HARNESS, MAX_RETURN  # noqa: E402  (not drm.stats: rliable's imports cost a second)
 
 FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
            "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
@@ -34,6 +34,7 @@ AGENT_NAMES = {"drm": "DrM", "drqv2": "DrQ-v2", "alix": "A-LIX"}
 METRIC_NAMES = {"iqm": "IQM", "median": "Median", "mean": "Mean", "optimality_gap": "Optimality gap"}
 METRICS = tuple(METRIC_NAMES)
 SCORE_LABEL = "Normalized score (return / 1000)"
+RANGE_TEXT = "[0, 1]"
 
 
 class CacheMissing(FileNotFoundError):
@@ -168,10 +169,16 @@ def sample_efficiency(c: Cache):
     div, xlabel = _frame_axis(e["frames"].max())
     fig, ax = _bands(c, e, "frames", "estimate", div)
     _style(ax, xlabel, "IQM normalized score (return / 1000)")
+    end = c.meta["curve_frames"][-1]
     fig.suptitle(
         f"IQM sample efficiency\n{len(c.meta['tasks'])} tasks, {c.seeds_text()}, up to "
-        f"{_frames(c.meta['curve_frames'][-1])} frames\n95% stratified-bootstrap CIs, "
+        f"{_frames(end)} frames\n95% stratified-bootstrap CIs, "
         f"{int(e['reps'].max()):,} reps per point; ragged seeds: {c.meta['ragged']}", fontsize="medium")
+    scored = sorted({c.meta["score_frames"][t] for t in c.meta["tasks"]})
+    if scored and scored[-1] > end:  # the aggregate estimates read scores further than the curve
+        ax.set_title(f"The curve stops at {_frames(end)} frames, the last frame every task's "
+                     f"evaluations reach;\nthe aggregate estimates use {c.frames_text()}",
+                     fontsize="small", loc="left")
     return fig
 
 
@@ -214,11 +221,15 @@ def probability_of_improvement(c: Cache):
 
 
 def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
-    """A grid of per-task axes; draw(ax, task, divisor) returns {series: seeds} it drew."""
+    """A grid of per-task axes; draw(ax, task, divisor) returns {series: seeds} it drew.
+
+    Every panel shares one y axis over the whole possible range [0, 1] (normalized score or
+    dormant ratio), so that tasks compare at a glance and no panel zooms into a small gap."""
     ncols = min(4, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 1.0 + 2.6 * nrows), squeeze=False,
-                             layout="constrained")
+                             sharey=True, layout="constrained")
+    axes[0, 0].set_ylim(0, 1.02)
     div, xlabel = _frame_axis(max(c.meta["score_frames"][t] for t in tasks))
     drawn = set()
     for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
@@ -229,6 +240,7 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
                      fontsize="medium")
         ax.grid(alpha=0.25)
         ax.spines[["top", "right"]].set_visible(False)
+        ax.tick_params(axis="y", labelleft=True)
         if i % ncols == 0:
             ax.set_ylabel(ylabel)
         if i + ncols >= len(tasks):  # lowest panel of its column
@@ -244,7 +256,10 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
     return fig
 
 
-def _curve_lines(c: Cache, column: str, low, high, series=None, seeds: str = "seeds"):
+def _curve_lines(c: Cache, column: str, low, high, series=None, seeds: str = "seeds",
+                 scale: float = 1.0):
+    """Lines of `column` / scale with bands [low, high] / scale, clipped to [0, 1]: a mean +- std
+    band would otherwise reach below a score of 0 or above the maximum return."""
     def draw(ax, task, div):
         rows = c.curves[c.curves["task"] == task]
         drawn = {}
@@ -255,8 +270,9 @@ def _curve_lines(c: Cache, column: str, low, high, series=None, seeds: str = "se
             if r.empty or r[column].isna().all():
                 continue
             x = r["frame"].to_numpy() / div
-            ax.plot(x, r[column], color=c.colour[s], linestyle=c.dash[s], linewidth=1.6)
-            ax.fill_between(x, low(r), high(r), color=c.colour[s], alpha=0.2, linewidth=0)
+            ax.plot(x, r[column] / scale, color=c.colour[s], linestyle=c.dash[s], linewidth=1.6)
+            ax.fill_between(x, (low(r) / scale).clip(0, 1), (high(r) / scale).clip(0, 1),
+                            color=c.colour[s], alpha=0.2, linewidth=0)
             drawn[s] = int(r[seeds].max())
         return drawn
     return draw
@@ -268,15 +284,17 @@ def _tasks(c: Cache) -> list:
 
 def task_curves_mean_std(c: Cache):
     return _task_panels(
-        c, _tasks(c), _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"]),
-        "Episode return", "Evaluation return per task: mean ± std across seeds, as the DrM paper "
-        "plots them")
+        c, _tasks(c), _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"],
+                                   scale=MAX_RETURN),
+        SCORE_LABEL, "Evaluation score per task: mean ± std across seeds, as the DrM paper "
+        f"plots them (bands clipped to the possible range {RANGE_TEXT})")
 
 
 def task_curves_iqm(c: Cache):
     return _task_panels(
-        c, _tasks(c), _curve_lines(c, "iqm", lambda r: r["iqm_low"], lambda r: r["iqm_high"]),
-        "Episode return", f"Evaluation return per task: IQM across seeds with 95% "
+        c, _tasks(c), _curve_lines(c, "iqm", lambda r: r["iqm_low"], lambda r: r["iqm_high"],
+                                   scale=MAX_RETURN),
+        SCORE_LABEL, f"Evaluation score per task: IQM across seeds with 95% "
         f"stratified-bootstrap CIs ({c.meta['profile_reps']:,} reps)")
 
 
@@ -289,8 +307,9 @@ def dormant_ratio(c: Cache):
     return _task_panels(
         c, tasks, _curve_lines(c, "dormant_mean", lambda r: r["dormant_mean"] - r["dormant_std"],
                                lambda r: r["dormant_mean"] + r["dormant_std"], seeds="dormant_seeds"),
-        "Actor dormant ratio", "Actor dormant ratio per task: mean ± std across seeds; "
-        "each point averages the training episodes since the previous evaluation")
+        "Actor dormant ratio", "Actor dormant ratio per task: mean ± std across seeds (bands "
+        f"clipped to {RANGE_TEXT}); each point averages the training episodes since the previous "
+        "evaluation")
 
 
 def harness_vs_published(c: Cache):
@@ -298,22 +317,20 @@ def harness_vs_published(c: Cache):
     pairs = {s: (HARNESS, s[1]) for s in others if (HARNESS, s[1]) in c.colour}
     if not others:
         return _note("No published data in these results to compare with.")
-    series = set(pairs) | set(pairs.values()) if pairs else set(others)
+    if not pairs:  # the published curves alone are task_curves_mean_std's
+        return _note(f"No harness runs of {', '.join(sorted({s[1] for s in others}))} to compare "
+                     "with the published runs: see task_curves_mean_std for the published curves.")
+    series = set(pairs) | set(pairs.values())
     present = c.curves.groupby("task").apply(
         lambda r: set(zip(r["source"], r["agent"])), include_groups=False)
-    if pairs:
-        tasks = [t for t in _tasks(c) if any({s, h} <= present.get(t, set()) for s, h in pairs.items())]
-        what = "The harness's runs against the published runs of the same agent"
-    else:
-        tasks = [t for t in _tasks(c) if present.get(t, set()) & series]
-        what = (f"Published runs alone (no harness runs of {', '.join(sorted({s[1] for s in others}))} "
-                "to compare)")
+    tasks = [t for t in _tasks(c) if any({s, h} <= present.get(t, set()) for s, h in pairs.items())]
     if not tasks:
         return _note("The harness and the published data share no task.")
     return _task_panels(
         c, tasks, _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"],
-                               series=series),
-        "Episode return", f"{what}: evaluation return, mean ± std across seeds")
+                               series=series, scale=MAX_RETURN),
+        SCORE_LABEL, "The harness's runs against the published runs of the same agent: evaluation "
+        f"score, mean ± std across seeds (bands clipped to {RANGE_TEXT})")
 
 
 DRAW = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,

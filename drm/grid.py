@@ -2,6 +2,8 @@
 
 Plain Python behind workflow/rules/common.smk so that it is unit-tested like the rest.
 """
+import difflib
+import json
 import logging
 import math
 import os
@@ -35,6 +37,43 @@ def task_names() -> dict:
             del os.environ["MUJOCO_GL"]
 
 
+def _did_you_mean(word: str, known) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def check_keys(cfg: dict, schema: dict) -> None:
+    """Unknown config keys, one line each (the schema's own error prints the whole schema):
+    the key, its value, a did-you-mean, and the section a misplaced key belongs to."""
+    sections = {name: spec for name, spec in schema["properties"].items()
+                if spec.get("type") == "object" and "properties" in spec}
+    for path, data, spec in [("", cfg, schema)] + [
+            (f"{name}.", cfg.get(name), spec) for name, spec in sections.items()]:
+        if not isinstance(data, dict):
+            continue  # the schema says what the section must be
+        known = list(spec["properties"])
+        for key in data:
+            if key in known:
+                continue
+            home = [name for name, sub in sections.items()
+                    if name != path.rstrip(".") and key in sub["properties"]]
+            hint = (f"; it belongs in the {home[0]!r} section ({home[0]}.{key})" if home
+                    else _did_you_mean(key, known))
+            where = f"in {path.rstrip('.')}" if path else "at the top level"
+            raise ConfigError(f"config key {path + key!r} (value {data[key]!r}) is unknown{hint} "
+                              f"(accepted {where}: {', '.join(known)})")
+
+
+def check_schema(cfg: dict, schema: dict) -> None:
+    """The schema's first error as one line: the key's path, the bad value and the rule."""
+    import jsonschema
+
+    error = jsonschema.exceptions.best_match(jsonschema.Draft202012Validator(schema).iter_errors(cfg))
+    if error is not None:
+        where = ".".join(map(str, error.absolute_path)) or "config"
+        raise ConfigError(f"{where}: {error.message}")
+
+
 def check_grid(cfg: dict) -> None:
     """The grid keys, checked before the schema so that errors name the accepted values."""
     for key in ("agents", "tasks", "seeds"):
@@ -49,6 +88,9 @@ def check_grid(cfg: dict) -> None:
         raise ConfigError(f"tasks: unknown {unknown}; valid tasks: {', '.join(sorted(task_names()))}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg["seeds"]):
         raise ConfigError(f"seeds: {cfg['seeds']!r} must all be integers")
+    negative = [s for s in cfg["seeds"] if s < 0]
+    if negative:  # a cell's folder is seed{seed}, matched by the rules as digits only
+        raise ConfigError(f"seeds: negative {negative}; seeds must be integers >= 0")
     for key in ("agents", "tasks", "seeds"):
         duplicates = sorted({x for x in cfg[key] if cfg[key].count(x) > 1}, key=str)
         if duplicates:
@@ -79,17 +121,51 @@ def compose_all(cfg: dict) -> dict:
     if stray:
         raise ConfigError(f"train.cell_overrides: {sorted(stray)} name no cell of the grid "
                           "(keys are 'agent/task/seed')")
-    for key, known in (("agent_overrides", cfg["agents"]), ("task_overrides", cfg["tasks"])):
+    # A known agent or task outside the grid is allowed (a config layered over another may
+    # train fewer); a name that is neither in the grid nor known is a typo.
+    for key, known, valid in (("agent_overrides", cfg["agents"], cell_config.AGENTS),
+                              ("task_overrides", cfg["tasks"], None)):
         for name in cfg["train"][key]:
-            if name not in known:
-                raise ConfigError(f"train.{key}: {name!r} is not in the grid's {known}")
-    resolved = {}
+            if name not in known and name not in (valid if valid is not None else task_names()):
+                raise ConfigError(f"train.{key}: {name!r} is neither in the grid's {known} nor a "
+                                  f"known {key.split('_')[0]}")
+    resolved, composed = {}, {}
     for agent, task, seed in grid:
-        try:
-            resolved[(agent, task, seed)] = cell_config.compose(agent, task, overrides_of(cfg, agent, task, seed))
-        except ValueError as err:
-            raise ConfigError(f"cell {cell_key(agent, task, seed)}: {err}") from None
+        overrides = overrides_of(cfg, agent, task, seed)
+        # A cell's config depends on its agent, task and overrides, not on its seed: composed
+        # once per distinct set (24 instead of 240 on the paper grid), checked the same.
+        key = (agent, task, json.dumps(overrides, sort_keys=True, default=repr))
+        if key not in composed:
+            try:
+                composed[key] = cell_config.compose(agent, task, overrides)
+            except ValueError as err:
+                raise ConfigError(f"cell {cell_key(agent, task, seed)}: {err}"
+                                  f"{_given_in(cfg, agent, task, seed, str(err))}") from None
+        resolved[(agent, task, seed)] = composed[key]
     return resolved
+
+
+def _given_in(cfg: dict, agent: str, task: str, seed: int, error: str) -> str:
+    """For an unknown override key: which override map gave it, and the closest known key."""
+    if not error.startswith("unknown config key "):
+        return ""
+    bad = error.split("'")[1]
+    train = cfg["train"]
+    maps = [("train.overrides", train["overrides"]),
+            (f"train.agent_overrides.{agent}", train["agent_overrides"].get(agent, {})),
+            (f"train.task_overrides.{task}", train["task_overrides"].get(task, {})),
+            (f"train.cell_overrides['{cell_key(agent, task, seed)}']",
+             train["cell_overrides"].get(cell_key(agent, task, seed), {}))]
+    where = [name for name, overrides in maps if bad in overrides]
+    known = _flat_keys(cell_config.compose(agent, task, {}))
+    return f" (given in {', '.join(where)}){_did_you_mean(bad, known)}"
+
+
+def _flat_keys(cfg, prefix: str = "") -> list[str]:
+    keys = []
+    for key, value in cfg.items():
+        keys += _flat_keys(value, f"{prefix}{key}.") if hasattr(value, "items") else [f"{prefix}{key}"]
+    return keys
 
 
 def detected_gpus() -> int:

@@ -1,14 +1,14 @@
 """`python -m drm.plot`: the workflow's `figures` target; re-draws every figure from the cache.
 
-It reads only what `python -m drm.aggregate` wrote (estimates.csv and cache/), so it never
-re-samples and never needs the runs themselves.
+It reads only what `python -m drm.aggregate` wrote (estimates.csv, claims.csv and cache/), so it
+never re-samples and never needs the runs themselves. It prints one line per claim.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 
-from drm import figures
+from drm import claims, figures
 
 
 def main(argv=None) -> int:
@@ -23,7 +23,8 @@ def main(argv=None) -> int:
     except figures.CacheMissing as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"plot: wrote {len(paths)} files to {args.out}")
+    claims.show(args.aggregate, args.out)  # one line per claim, and the report's verdict table
+    print(f"plot: wrote {len(paths) + 1} files to {args.out}")
     return 0
 
 

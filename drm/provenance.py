@@ -43,3 +43,13 @@ def machine(device: torch.device) -> dict:
     return {"hostname": socket.gethostname(), "platform": platform.platform(),
             "python": sys.version.split()[0], "device": str(device), "gpu": gpu,
             "cpu_threads": torch.get_num_threads(), **{k.lower(): v for k, v in env.items()}}
+
+
+def determinism() -> dict:
+    """The determinism settings in force (drm.train.configure_determinism sets them)."""
+    return {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+            "cudnn_deterministic": torch.backends.cudnn.deterministic,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
+            "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+            "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG")}

@@ -7,6 +7,10 @@ action taken at g and the reward and discount that followed. A transition starts
 step g and needs g+n in the same episode; stacks never reach before the episode's first
 frame (it is repeated, as the environment's frame stack does). Sampling is uniform over the
 valid transitions still in the ring.
+
+`sample_running_episode` says which: False samples only episodes that have ended, as the
+official DrQ-v2 and DrM loaders do (an episode reaches their buffer when it finishes); True
+also samples the running episode's transitions, as A-LIX's official NumPy buffer does.
 """
 import os
 from pathlib import Path
@@ -18,7 +22,8 @@ from drm.dmc import TimeStep
 
 class ReplayBuffer:
     def __init__(self, capacity: int, frame_shape, action_shape, frame_stack: int, nstep: int,
-                 discount: float, seed: int):
+                 discount: float, seed: int, *, sample_running_episode: bool):
+        self.sample_running_episode = sample_running_episode
         self.capacity, self.frame_stack, self.nstep, self.discount = capacity, frame_stack, nstep, discount
         self.frames = np.empty((capacity, *frame_shape), dtype=np.uint8)
         self.actions = np.empty((capacity, *action_shape), dtype=np.float32)
@@ -26,6 +31,7 @@ class ReplayBuffer:
         self.discounts = np.empty(capacity, dtype=np.float32)
         self.episode_start = np.empty(capacity, dtype=np.int64)  # global index of the episode's first step
         self.total = 0  # time steps ever added; the next one's global index
+        self.finished_total = 0  # steps of the episodes that have ended (the ring only appends)
         self.rng = np.random.default_rng(seed)
 
     @staticmethod
@@ -44,6 +50,8 @@ class ReplayBuffer:
         self.discounts[i] = ts.discount
         self.episode_start[i] = g if ts.first else self.episode_start[(g - 1) % self.capacity]
         self.total += 1
+        if ts.last:
+            self.finished_total = self.total
 
     def _valid(self, g: np.ndarray) -> np.ndarray:
         cap, oldest = self.capacity, max(0, self.total - self.capacity)
@@ -60,9 +68,11 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int):
         """(obs, action, n-step reward, gamma^n * env discounts, next_obs) as numpy arrays."""
-        low, high = max(0, self.total - self.capacity), self.total - self.nstep  # g in [low, high)
+        end = self.total if self.sample_running_episode else self.finished_total
+        low, high = max(0, self.total - self.capacity), end - self.nstep  # g in [low, high)
         if high <= low:
-            raise RuntimeError("replay holds no complete n-step transition yet")
+            raise RuntimeError("replay holds no complete n-step transition yet" + (
+                "" if self.sample_running_episode else " of a finished episode"))
         g = self.rng.integers(low, high, size=batch_size)
         for _ in range(1000):
             bad = ~self._valid(g)
@@ -110,9 +120,10 @@ class ReplayBuffer:
             if start >= total:
                 path.unlink()
 
-    def load_chunks(self, directory: Path, total: int) -> None:
-        """Refill the ring as it was when `total` steps had been added."""
-        self.total = total
+    def load_chunks(self, directory: Path, total: int, finished_total: int) -> None:
+        """Refill the ring as it was when `total` steps had been added, `finished_total` of
+        them in episodes that had ended."""
+        self.total, self.finished_total = total, finished_total
         oldest = max(0, total - self.capacity)
         self.discard_chunks_from(directory, total)
         for path, (start, end) in self._chunks(directory):

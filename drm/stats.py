@@ -16,11 +16,17 @@ Policies (docs/statistics.md says the same):
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import hashlib
 import logging
+import multiprocessing
+import os
+import time
 import warnings
 from dataclasses import dataclass, field
+from importlib.metadata import version
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -31,6 +37,8 @@ from rliable import metrics
 from drm.results import HARNESS, MAX_RETURN
 
 log = logging.getLogger(__name__)
+progress = logging.getLogger(__name__ + ".progress")  # one line per bootstrap call
+rliable_version = version("rliable")
 
 METRICS = ("iqm", "median", "mean", "optimality_gap")
 RAGGED_POLICIES = ("resample", "truncate", "error")
@@ -252,6 +260,94 @@ def _improvement(n_ours: int):
     return func
 
 
+def statistic(name: str):
+    """The bootstrapped function by name (names, unlike lambdas, travel to worker processes)."""
+    if name in AGGREGATES:
+        return AGGREGATES[name]
+    if name.startswith("improvement:"):
+        return _improvement(int(name.partition(":")[2]))
+    return {"iqm_curve": iqm_curve, "profile": profile}[name]
+
+
+def _bootstrap(arrays, name: str, reps: int, seed: int, key: tuple):
+    start = time.perf_counter()
+    return interval_estimate(arrays, statistic(name), reps, seed, key), time.perf_counter() - start
+
+
+class Bootstraps:
+    """The interval estimates of one aggregation: submitted first, then run together.
+
+    Each call keeps its own RandomState (from the seed and its key), so running them in
+    `workers` processes, in any order, or reading them back from `cache_dir` gives the same
+    numbers. The cache holds one file per call, named by a hash of everything the result
+    depends on (inputs, function, reps, seed, key, rliable's version): adding an agent re-runs
+    only that agent's calls. A log line per call shows progress."""
+
+    def __init__(self, seed: int, workers: int = 1, cache_dir=None):
+        self.seed, self.workers = seed, max(1, int(workers))
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self.calls, self.results, self.finished = [], {}, 0
+
+    def submit(self, arrays: list, name: str, reps: int, key: tuple) -> int:
+        self.calls.append((list(arrays), name, reps, key))
+        return len(self.calls) - 1
+
+    def _path(self, call) -> Path | None:
+        if self.cache_dir is None:
+            return None
+        arrays, name, reps, key = call
+        digest = hashlib.sha256(repr((name, reps, self.seed, key, rliable_version)).encode())
+        for a in arrays:
+            a = np.ascontiguousarray(a, dtype=float)
+            digest.update(repr(a.shape).encode())
+            digest.update(a.tobytes())
+        return self.cache_dir / f"{digest.hexdigest()[:32]}.npz"
+
+    def run(self) -> None:
+        todo, total = [], len(self.calls)
+        for i, call in enumerate(self.calls):
+            path = self._path(call)
+            if path is not None and path.exists():
+                with np.load(path) as saved:
+                    self.results[i] = (saved["point"], saved["low"], saved["high"])
+                self._progress(i, "cached")
+            else:
+                todo.append(i)
+        # the biggest calls first, so that the last worker does not start a long one alone
+        todo.sort(key=lambda i: -self.calls[i][2] * sum(a.size for a in self.calls[i][0]))
+        if self.workers > 1 and len(todo) > 1:
+            context = multiprocessing.get_context("fork")
+            with concurrent.futures.ProcessPoolExecutor(min(self.workers, len(todo)),
+                                                        mp_context=context) as pool:
+                futures = {pool.submit(_bootstrap, *self.calls[i][:3], self.seed, self.calls[i][3]): i
+                           for i in todo}
+                for future in concurrent.futures.as_completed(futures):
+                    self._done(futures[future], *future.result())
+        else:
+            for i in todo:
+                self._done(i, *_bootstrap(*self.calls[i][:3], self.seed, self.calls[i][3]))
+        log.info("bootstrap: %d calls done (%d from the cache)", total, total - len(todo))
+
+    def _done(self, i: int, result, seconds: float) -> None:
+        self.results[i] = result
+        path = self._path(self.calls[i])
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(path.stem + ".tmp.npz")
+            np.savez(tmp, point=result[0], low=result[1], high=result[2])
+            os.replace(tmp, path)
+        self._progress(i, f"{seconds:.1f} s")
+
+    def _progress(self, i: int, how: str) -> None:
+        _, name, reps, key = self.calls[i]
+        self.finished += 1
+        progress.info("bootstrap %d/%d: %s %s, %s reps: %s", self.finished, len(self.calls),
+                      series_name(key[:2]), key[2], f"{reps:,}", how)
+
+    def __getitem__(self, handle: int):
+        return self.results[handle]
+
+
 # ----------------------------------------------------------------------------- everything
 
 @dataclass
@@ -264,12 +360,19 @@ class Results:
     short: list  # runs left out for ending before the budget: ((source, agent, task, seed), problem)
 
 
-def _task_curves(grids: dict, profile_reps: int, seed: int) -> pd.DataFrame:
+def _task_curves(grids: dict, profile_reps: int, boot: Bootstraps):
+    """Submits each task's IQM bands; returns the function that builds the table once run."""
+    handles = {(task, s): boot.submit([returns[:, None, :]], "iqm_curve", profile_reps,
+                                      (*s, f"task_iqm:{task}"))
+               for task, grid in grids.items() for s, returns in grid.returns.items()}
+    return lambda: _task_curves_table(grids, boot, handles)
+
+
+def _task_curves_table(grids: dict, boot: Bootstraps, handles: dict) -> pd.DataFrame:
     parts = []
     for task, grid in grids.items():
         for s, returns in grid.returns.items():
-            point, low, high = interval_estimate([returns[:, None, :]], iqm_curve, profile_reps,
-                                                 seed, (*s, f"task_iqm:{task}"))
+            point, low, high = boot[handles[(task, s)]]
             dormant = grid.dormant[s]
             known = (~np.isnan(dormant)).sum(axis=0)
             with warnings.catch_warnings():  # frames where no run knows its dormant ratio
@@ -293,7 +396,10 @@ def _curve_frames(grids: dict, task_set: list) -> np.ndarray:
 
 def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: int = 50000,
             profile_reps: int = 2000, seed: int = 0, ragged: str = "resample",
-            ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False) -> Results:
+            ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False,
+            workers: int = 1, cache_dir=None) -> Results:
+    """Scores and every estimate; the bootstraps run in `workers` processes, cached in
+    `cache_dir` (see Bootstraps): the numbers are the same either way."""
     if ragged not in RAGGED_POLICIES:
         raise ValueError(f"aggregate.ragged {ragged!r} is not one of {RAGGED_POLICIES}")
     grids, short = align(tidy, tasks, frames, skip_short)
@@ -328,21 +434,17 @@ def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: in
             out.append(normalize(g.returns[s][np.ix_(rows, cols)]))
         return out
 
-    rows, profile_rows = [], []
+    boot = Bootstraps(seed, workers, cache_dir)
+    submitted = []  # (kind, series, metric, handle), read back once the bootstraps ran
     curve_frames = _curve_frames(grids, task_set) if used else np.array([], dtype=int)
     for s in used:
         arrays = pack(per_task(s))
         for metric in METRICS:
-            p, lo, hi = interval_estimate(arrays, AGGREGATES[metric], reps, seed, (*s, metric))
-            rows.append(dict(source=s[0], agent=s[1], metric=metric, frames=frames_col,
-                             estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
-        p, lo, hi = interval_estimate(arrays, profile, profile_reps, seed, (*s, "profile"))
-        profile_rows.append(pd.DataFrame(dict(source=s[0], agent=s[1], tau=TAUS, fraction=p,
-                                              ci_low=lo, ci_high=hi, reps=profile_reps)))
-        p, lo, hi = interval_estimate(pack(per_task_curves(s)), iqm_curve, reps, seed,
-                                      (*s, "iqm_curve"))
-        rows += [dict(source=s[0], agent=s[1], metric="iqm_curve", frames=int(f), estimate=a,
-                      ci_low=b, ci_high=c, reps=reps) for f, a, b, c in zip(curve_frames, p, lo, hi)]
+            submitted.append(("metric", s, metric, boot.submit(arrays, metric, reps, (*s, metric))))
+        submitted.append(("profile", s, "profile",
+                          boot.submit(arrays, "profile", profile_reps, (*s, "profile"))))
+        submitted.append(("curve", s, "iqm_curve", boot.submit(pack(per_task_curves(s)), "iqm_curve",
+                                                               reps, (*s, "iqm_curve"))))
 
     x = parse_series(ours)
     for baseline in baselines:
@@ -356,9 +458,23 @@ def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: in
         ragged_pair = len({len(a) for a in xs}) > 1 or len({len(a) for a in ys}) > 1
         arrays = pack(xs, ragged_pair) + pack(ys, ragged_pair)  # both matrices, or both per task
         metric = f"prob_improvement_vs_{series_name(y)}"
-        p, lo, hi = interval_estimate(arrays, _improvement(len(arrays) // 2), reps, seed, (*x, metric))
-        rows.append(dict(source=x[0], agent=x[1], metric=metric, frames=frames_col,
-                         estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
+        submitted.append(("metric", x, metric, boot.submit(arrays, f"improvement:{len(arrays) // 2}",
+                                                           reps, (*x, metric))))
+    task_curves = _task_curves(grids, profile_reps, boot)
+    boot.run()
+
+    rows, profile_rows = [], []
+    for kind, s, metric, handle in submitted:
+        p, lo, hi = boot[handle]
+        if kind == "metric":
+            rows.append(dict(source=s[0], agent=s[1], metric=metric, frames=frames_col,
+                             estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
+        elif kind == "profile":
+            profile_rows.append(pd.DataFrame(dict(source=s[0], agent=s[1], tau=TAUS, fraction=p,
+                                                  ci_low=lo, ci_high=hi, reps=profile_reps)))
+        else:
+            rows += [dict(source=s[0], agent=s[1], metric="iqm_curve", frames=int(f), estimate=a,
+                          ci_low=b, ci_high=c, reps=reps) for f, a, b, c in zip(curve_frames, p, lo, hi)]
 
     meta = dict(
         tasks=task_set, last_k=last_k, ragged=ragged, reps=reps, profile_reps=profile_reps,
@@ -374,4 +490,4 @@ def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: in
                                             "ci_low", "ci_high", "reps"])
     profiles = (pd.concat(profile_rows, ignore_index=True) if profile_rows else pd.DataFrame(
         columns=["source", "agent", "tau", "fraction", "ci_low", "ci_high", "reps"]))
-    return Results(used_scores, estimates, profiles, _task_curves(grids, profile_reps, seed), meta, short)
+    return Results(used_scores, estimates, profiles, task_curves(), meta, short)

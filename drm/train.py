@@ -40,6 +40,10 @@ TRAIN_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length",
                  "fps", "total_time"]
 
 
+# Keys of the agent's config that the loop reads; the rest are the agent's constructor's.
+LOOP_KEYS = ("name", "replay_sample_running_episode")
+
+
 class RunRefused(Exception):
     """The out_dir holds a run this command must not touch, or cannot be written."""
 
@@ -78,6 +82,32 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def configure_determinism(deterministic: bool) -> None:
+    """GPU determinism (config key `deterministic`). True: torch's deterministic algorithms
+    (an op without one raises), cuDNN deterministic without benchmarking, float32 matmuls and
+    convolutions in full precision (no TF32), and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG,
+    kept if the user set it). False: the official codes' settings, cuDNN benchmarking on and
+    torch's precision defaults. On the CPU both give the same, deterministic, numbers."""
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    precision = "ieee" if deterministic else "none"  # "none": torch's defaults (TF32 convs allowed)
+    torch.backends.cuda.matmul.fp32_precision = precision
+    torch.backends.cudnn.conv.fp32_precision = precision
+    torch.use_deterministic_algorithms(deterministic)
+    torch.backends.cudnn.deterministic = deterministic
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+def check_determinism_possible(agent_class, device: torch.device, deterministic: bool) -> None:
+    """Refuse deterministic=true on CUDA for an agent that needs an op torch can only run
+    nondeterministically there (it would raise at the first update, after the seed frames)."""
+    ops = getattr(agent_class, "NONDETERMINISTIC_CUDA_OPS", ())
+    if deterministic and device.type == "cuda" and ops:
+        raise ValueError(
+            f"deterministic=true on {device}: {agent_class.__name__} needs {', '.join(ops)}, which "
+            "torch runs on CUDA only nondeterministically; use deterministic=false or device=cpu")
+
+
 def _write_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -95,6 +125,8 @@ class Cell:
         self.device = pick_device(str(cfg.device))
         self.threads, self.threads_reason = choose_threads(cfg.threads)
         torch.set_num_threads(self.threads)
+        check_determinism_possible(hydra.utils.get_class(cfg.agent._target_), self.device, cfg.deterministic)
+        configure_determinism(cfg.deterministic)
         self.repeat = cfg.action_repeat
 
         self.step = self.episode = 0
@@ -116,12 +148,14 @@ class Cell:
         self.train_env = PixelEnv(cfg.task, cfg.seed, **env_args)
         self.eval_env = PixelEnv(cfg.task, cfg.seed, **env_args)
         agent_cfg = OmegaConf.to_container(cfg.agent, resolve=True)
-        agent_cfg.pop("name")
+        for key in LOOP_KEYS:
+            agent_cfg.pop(key)
         self.agent = hydra.utils.instantiate(
             agent_cfg, obs_shape=self.train_env.obs_shape, action_shape=self.train_env.action_shape,
             device=str(self.device), dormant_ratio_fn=dormant_ratio)
         self.replay = ReplayBuffer(cfg.replay_buffer_size, (3, 84, 84), self.train_env.action_shape,
-                                   cfg.frame_stack, cfg.nstep, cfg.discount, seed=cfg.seed)
+                                   cfg.frame_stack, cfg.nstep, cfg.discount, seed=cfg.seed,
+                                   sample_running_episode=cfg.agent.replay_sample_running_episode)
         self.agent_columns = list(self.agent.log_columns())
 
     # ---------------------------------------------------------------- out_dir bookkeeping
@@ -186,7 +220,8 @@ class Cell:
             "last_snapshot_frame": self.step * self.repeat, "last_eval_step": self.last_eval_step,
             "elapsed": self.elapsed(), "compute": snapshot.compute_settings(self.device),
             "agent": self.agent.state_dict(),
-            "replay_total": self.replay.total, "replay_rng": self.replay.rng.bit_generator.state,
+            "replay_total": self.replay.total, "replay_finished_total": self.replay.finished_total,
+            "replay_rng": self.replay.rng.bit_generator.state,
             "rng": snapshot.rng_states(),
             "train_env_rng": self.train_env.get_rng_state(),
             "eval_env_rng": self.eval_env.get_rng_state(),
@@ -211,7 +246,7 @@ class Cell:
         self.snapshot_frame = self.last_snapshot_frame
         self.elapsed_before = state["elapsed"]
         self.agent.load_state_dict(state["agent"])
-        self.replay.load_chunks(self.work / "replay", state["replay_total"])
+        self.replay.load_chunks(self.work / "replay", state["replay_total"], state["replay_finished_total"])
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.saved_total = state["replay_total"]
         snapshot.set_rng_states(state["rng"])
@@ -370,7 +405,7 @@ class Cell:
             "wall_seconds": self.elapsed(), "starts": len(starts),
             "rendering": self.backend, "command": sys.argv,
             "git": provenance.git_state(), "packages": provenance.versions(),
-            "machine": provenance.machine(self.device),
+            "machine": provenance.machine(self.device), "determinism": provenance.determinism(),
         }
         _write_atomic(self.out / "meta.json", json.dumps(meta, indent=2, default=str))
         shutil.rmtree(self.work)

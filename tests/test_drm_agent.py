@@ -17,6 +17,7 @@ from torch import nn
 from baselines import utils
 from drm.agent import (DrMAgent, awaken_sigmoid, expectile_loss, exploit_lambda,
                        perturb_factor)
+from drm.train import LOOP_KEYS
 
 REPO = Path(__file__).resolve().parents[1]
 B, A = 4, 2
@@ -329,7 +330,8 @@ def test_config_file_has_official_defaults():
         assert cfg[key] == value, key
     params = set(inspect.signature(DrMAgent.__init__).parameters) - {
         "self", "obs_shape", "action_shape", "device", "dormant_ratio_fn"}
-    assert set(cfg) - {"name", "_target_"} == params
+    assert cfg["replay_sample_running_episode"] is False  # the loop's key: DrM's loader
+    assert set(cfg) - {"_target_", *LOOP_KEYS} == params
 
 
 def test_presets_fill_the_per_task_keys():

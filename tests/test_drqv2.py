@@ -22,15 +22,23 @@ def official_random_shift(x, pad, shift):
     return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
-def test_random_shift_equals_the_official_grid_sample():
+# The official grid_sample reads each pixel at a whole-pixel position only up to the float32
+# rounding of its normalized grid (~1.4e-5 of a pixel), so it mixes in that much of a
+# neighbour: measured over random 0-255 images, up to 3.54e-3 in ~40% of the elements.
+OFFICIAL_SHIFT_ROUNDING = 3.6e-3
+
+
+def test_random_shift_is_the_exact_crop_and_within_rounding_of_the_official_grid_sample():
     x = torch.randint(0, 256, (8, 9, 84, 84)).float()
     torch.manual_seed(3)
     ours = utils.RandomShiftsAug(4)(x)
     torch.manual_seed(3)
-    shift = torch.randint(0, 9, size=(8, 1, 1, 2))
-    reference = official_random_shift(x, 4, shift)
-    # grid_sample lands on whole pixels up to float rounding of its coordinates (< 0.01 of 255)
-    torch.testing.assert_close(ours, reference, atol=1e-2, rtol=0)
+    shift = torch.randint(0, 9, size=(8, 1, 1, 2))  # the same draw: [..., 0] moves x, [..., 1] y
+    padded = F.pad(x, (4,) * 4, "replicate")
+    crop = torch.stack([p[:, dy:dy + 84, dx:dx + 84] for p, (dx, dy) in zip(padded, shift[:, 0, 0].tolist())])
+    assert torch.equal(ours, crop)
+    difference = (ours - official_random_shift(x, 4, shift)).abs()
+    assert 0 < difference.max() <= OFFICIAL_SHIFT_ROUNDING
 
 
 def test_linear_schedule_counts_agent_steps():

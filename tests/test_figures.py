@@ -36,7 +36,8 @@ def test_plot_cli_draws_every_figure_as_png_and_pdf(grid_aggregate, tmp_path):
     done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(grid_aggregate),
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
-    expected = sorted(f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf"))
+    expected = sorted([f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf")]
+                      + ["claims.csv"])  # the report's verdict table (drm.claims.show)
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     for name in figures.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")
@@ -94,7 +95,7 @@ def test_titles_and_axes_carry_budget_seeds_and_units(grid_aggregate):
     fig = figures.task_curves_iqm(cache)
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
     assert "walker_walk (50k frames; n = 3/3/3/10)" in titles
-    assert fig.axes[0].get_ylabel() == "Episode return"
+    assert fig.axes[0].get_ylabel() == figures.SCORE_LABEL
     fig = figures.probability_of_improvement(cache)
     assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["P(DrM > DrQ-v2)", "P(DrM > A-LIX)"]
 
@@ -130,4 +131,26 @@ def test_published_config_aggregates_and_plots_the_published_curves_alone(tmp_pa
     cache = figures.load_cache(tmp_path / "agg")
     note = figures.probability_of_improvement(cache).axes[0].texts[0].get_text()
     assert note.startswith("No probability of improvement")
-    assert "no harness runs of drqv2" in figures.harness_vs_published(cache)._suptitle.get_text()
+    assert figures.harness_vs_published(cache).axes[0].texts[0].get_text().startswith(
+        "No harness runs of drqv2 to compare with the published runs: see task_curves_mean_std")
+    note = figures.sample_efficiency(cache).axes[0].get_title(loc="left")
+    assert note.startswith("The curve stops at 900k frames") and "980k-30M frames" in note
+
+
+def _band_ys(fig):
+    return [path.vertices[:, 1] for ax in fig.axes for band in ax.collections
+            for path in band.get_paths()]
+
+
+def test_bands_stay_in_the_possible_range_on_one_shared_axis(grid_aggregate):
+    cache = figures.load_cache(grid_aggregate)
+    cache.curves["std"] = 600.0  # mean +- std far beyond [0, 1000] ...
+    cache.curves["dormant_std"] = 0.8  # ... and beyond [0, 1]
+    for draw in (figures.task_curves_mean_std, figures.task_curves_iqm, figures.dormant_ratio,
+                 figures.harness_vs_published):
+        fig = draw(cache)
+        ys = _band_ys(fig)
+        assert ys and all(((y >= 0) & (y <= 1)).all() for y in ys), draw.__name__
+        panels = [ax for ax in fig.axes if ax.get_title()]
+        assert {ax.get_ylim() for ax in panels} == {(0, 1.02)}, "one shared normalized axis"
+    assert "clipped to the possible range [0, 1]" in figures.task_curves_mean_std(cache)._suptitle.get_text()

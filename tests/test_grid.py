@@ -1,6 +1,7 @@
 """The workflow's grid logic (drm/grid.py), without Snakemake."""
 import os
 import shlex
+from pathlib import Path
 
 import pytest
 import yaml
@@ -49,6 +50,7 @@ def test_every_cell_is_composed_with_presets_and_overrides():
     (with_(tasks=["dog_fly"]), "tasks: unknown ['dog_fly']; valid tasks: acrobot_swingup"),
     (with_(seeds=[1, 2, 2]), "seeds: duplicate entries [2]; each may appear once"),
     (with_(seeds=[1, "two"]), "seeds: [1, 'two'] must all be integers"),
+    (with_(seeds=[1, -2]), "seeds: negative [-2]; seeds must be integers >= 0"),
 ])
 def test_bad_grids_are_refused_by_name(cfg, message):
     with pytest.raises(grid.ConfigError, match=None) as err:
@@ -56,12 +58,45 @@ def test_bad_grids_are_refused_by_name(cfg, message):
     assert message in str(err.value)
 
 
+SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "schemas" /
+                         "config.schema.yaml").read_text())
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"agnets": ["drm"]}, "config key 'agnets' (value ['drm']) is unknown; did you mean 'agents'? "
+                          "(accepted at the top level: agents, tasks, seeds, train, resources, aggregate)"),
+    ({"task_overrides": {"dog_run": {}}}, "config key 'task_overrides' (value {'dog_run': {}}) is "
+                                          "unknown; it belongs in the 'train' section (train.task_overrides)"),
+    ({"train": {"device": "cpu", "overides": {}}}, "config key 'train.overides' (value {}) is unknown; "
+                                                   "did you mean 'overrides'? (accepted in train: device,"),
+])
+def test_unknown_keys_get_one_line_with_a_did_you_mean(changes, message):
+    with pytest.raises(grid.ConfigError) as err:
+        grid.check_keys({**CONFIG, **changes}, SCHEMA)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_schema_error_is_one_line_naming_the_key():
+    with pytest.raises(grid.ConfigError) as err:
+        grid.check_schema({**CONFIG, "resources": {"jobs_per_gpu": 0}}, SCHEMA)
+    assert str(err.value) == "resources.jobs_per_gpu: 0 is less than the minimum of 1"
+
+
+def test_cells_differing_only_by_seed_share_one_composed_config():
+    cells = grid.compose_all(CONFIG)
+    assert cells[("drqv2", "hopper_hop", 1)] is cells[("drqv2", "hopper_hop", 2)]
+    assert cells[("drm", "dog_run", 1)] is not cells[("drm", "dog_run", 2)], "a cell override"
+
+
 @pytest.mark.parametrize("train, message", [
     ({"overrides": {"num_train_frames": 2000}},
      "cell drm/hopper_hop/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=2000]"),
     ({"overrides": {"num_trian_frames": 2000}}, "unknown config key 'num_trian_frames'"),
+    ({"task_overrides": {"dog_run": {"agent.expectle": 0.9}}},
+     "(given in train.task_overrides.dog_run); did you mean 'agent.expectile'?"),
     ({"cell_overrides": {"drm/dog_run/7": {}}}, "train.cell_overrides: ['drm/dog_run/7'] name no cell"),
-    ({"agent_overrides": {"alix": {}}}, "train.agent_overrides: 'alix' is not in the grid's"),
+    ({"agent_overrides": {"alx": {}}}, "train.agent_overrides: 'alx' is neither in the grid's"),
+    ({"task_overrides": {"dog_rn": {}}}, "train.task_overrides: 'dog_rn' is neither in the grid's"),
 ])
 def test_bad_overrides_are_refused_before_any_job(train, message):
     cfg = with_(train={**CONFIG["train"], "overrides": {}, "agent_overrides": {},
@@ -69,6 +104,13 @@ def test_bad_overrides_are_refused_before_any_job(train, message):
     with pytest.raises(grid.ConfigError) as err:
         grid.compose_all(cfg)
     assert message in str(err.value)
+
+
+def test_overrides_of_known_agents_and_tasks_outside_the_grid_are_ignored():
+    """A config layered over another (config/validate_cpu.yaml) may train fewer agents or tasks."""
+    cfg = with_(train={**CONFIG["train"], "agent_overrides": {"alix": {"agent.hidden_dim": 64}},
+                       "task_overrides": {"walker_run": {"batch_size": 8}}, "cell_overrides": {}})
+    assert len(grid.compose_all(cfg)) == 8
 
 
 def test_more_gpu_slots_than_gpus_are_refused(monkeypatch):

@@ -50,7 +50,8 @@ def key(obs, action, next_obs):
 @pytest.mark.parametrize("nstep", [1, 3])
 def test_every_sample_is_a_reference_transition_and_all_are_reached(nstep):
     episodes = fake_episodes([7, 5, 9])
-    replay = ReplayBuffer(1000, (3, 4, 4), (2,), frame_stack=3, nstep=nstep, discount=GAMMA, seed=1)
+    replay = ReplayBuffer(1000, (3, 4, 4), (2,), frame_stack=3, nstep=nstep, discount=GAMMA, seed=1,
+                          sample_running_episode=False)
     for steps in episodes:
         for ts in steps:
             replay.add(ts)
@@ -69,7 +70,8 @@ def test_every_sample_is_a_reference_transition_and_all_are_reached(nstep):
 
 def test_sampling_is_uniform_over_transitions():
     episodes = fake_episodes([6, 6])
-    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=2, discount=GAMMA, seed=3)
+    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=2, discount=GAMMA, seed=3,
+                          sample_running_episode=False)
     for ts in (ts for steps in episodes for ts in steps):
         replay.add(ts)
     obs, action, *_ = replay.sample(20000)
@@ -83,7 +85,8 @@ def test_sampling_is_uniform_over_transitions():
 
 def test_stacks_never_cross_episode_boundaries():
     episodes = fake_episodes([4, 4])
-    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=1, discount=GAMMA, seed=0)
+    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=1, discount=GAMMA, seed=0,
+                          sample_running_episode=False)
     for ts in (ts for steps in episodes for ts in steps):
         replay.add(ts)
     obs, _, _, _, next_obs = replay.sample(2000)
@@ -94,7 +97,8 @@ def test_stacks_never_cross_episode_boundaries():
 
 def test_ring_is_bounded_and_forgets_the_oldest_steps():
     episodes = fake_episodes([9] * 6)
-    replay = ReplayBuffer(25, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
+    replay = ReplayBuffer(25, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0,
+                          sample_running_episode=False)
     for ts in (ts for steps in episodes for ts in steps):
         replay.add(ts)
     assert len(replay) == 25 and replay.frames.shape[0] == 25
@@ -106,32 +110,65 @@ def test_ring_is_bounded_and_forgets_the_oldest_steps():
         assert obs[i][0, 0, 0] // 50 >= oldest_kept_episode
 
 
-def test_snapshot_chunks_rebuild_the_ring_and_only_new_steps_are_written(tmp_path):
+@pytest.mark.parametrize("running", [False, True])
+def test_snapshot_chunks_rebuild_the_ring_and_only_new_steps_are_written(tmp_path, running):
     steps = [ts for episode in fake_episodes([8] * 7) for ts in episode]
-    a = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
+
+    def ring(seed):
+        return ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=seed,
+                            sample_running_episode=running)
+
+    a = ring(5)
     saved = 0
-    for cut in (10, 30, 45):  # three snapshots; the ring (20) wraps between them
+    for cut in (10, 30, 43):  # three snapshots; the ring (20) wraps between them; 43 is mid-episode
         for ts in steps[a.total:cut]:
             a.add(ts)
         a.save_chunks(tmp_path, saved)
-        saved = a.total
+        saved, finished = a.total, a.finished_total
         a.prune_chunks(tmp_path)
-    # steps [0, 10) fell out of the ring (oldest kept: 45 - 20 = 25); each chunk holds new steps only
+    assert finished == 36  # four 9-step episodes have ended
+    # steps [0, 10) fell out of the ring (oldest kept: 43 - 20 = 23); each chunk holds new steps only
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "000000000010-000000000030.npz", "000000000030-000000000045.npz"]
-    for ts in steps[45:50]:  # steps after the last snapshot, then a chunk that never completed
+        "000000000010-000000000030.npz", "000000000030-000000000043.npz"]
+    for ts in steps[43:50]:  # steps after the last snapshot, then a chunk that never completed
         a.add(ts)
     a.save_chunks(tmp_path, saved)
-    b = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=99)
-    b.load_chunks(tmp_path, 45)
+    b = ring(99)
+    b.load_chunks(tmp_path, 43, finished)
     b.rng.bit_generator.state = a.rng.bit_generator.state
-    assert not (tmp_path / "000000000045-000000000050.npz").exists(), "an uncommitted chunk is dropped"
-    a_at_45 = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
-    for ts in steps[:45]:
-        a_at_45.add(ts)
-    a_at_45.rng.bit_generator.state = a.rng.bit_generator.state
-    for x, y in zip(a_at_45.sample(64), b.sample(64)):
+    assert not (tmp_path / "000000000043-000000000050.npz").exists(), "an uncommitted chunk is dropped"
+    a_at_43 = ring(5)
+    for ts in steps[:43]:
+        a_at_43.add(ts)
+    a_at_43.rng.bit_generator.state = a.rng.bit_generator.state
+    for x, y in zip(a_at_43.sample(64), b.sample(64)):
         np.testing.assert_array_equal(x, y)
+
+
+def episode_of(stacks: np.ndarray) -> np.ndarray:
+    """The episode index fake_episodes wrote into each stack's newest frame (e * 50 + t)."""
+    return stacks[:, -3, 0, 0].astype(int) // 50
+
+
+@pytest.mark.parametrize("running", [False, True])
+def test_the_running_episode_is_sampled_only_when_asked(running):
+    episodes = fake_episodes([7, 5, 9])
+    replay = ReplayBuffer(1000, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=2,
+                          sample_running_episode=running)
+    for ts in [ts for steps in episodes[:2] for ts in steps] + episodes[2][:8]:  # episode 2 runs
+        replay.add(ts)
+    obs, _, _, _, next_obs = replay.sample(4000)
+    sampled = set(episode_of(obs)) | set(episode_of(next_obs))
+    assert sampled == ({0, 1, 2} if running else {0, 1})
+
+
+def test_without_an_ended_episode_the_official_setting_has_nothing_to_sample():
+    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=1, discount=GAMMA, seed=0,
+                          sample_running_episode=False)
+    for ts in fake_episodes([9])[0][:6]:
+        replay.add(ts)
+    with pytest.raises(RuntimeError, match="of a finished episode"):
+        replay.sample(4)
 
 
 def test_one_frame_per_time_step_is_stored():

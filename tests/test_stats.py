@@ -1,6 +1,7 @@
 """Scores and rliable estimates, checked by hand on the published DrQ-v2 curves."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,29 @@ def test_defaults_agree_with_the_config_and_schema_files():
         aggregate.settings({"rep": 10})
     with pytest.raises(ValueError, match="aggregate.ragged"):
         aggregate.settings({"ragged": "pad"})
+
+
+def test_parallel_and_cached_bootstraps_give_the_same_numbers_and_redo_only_what_changed(
+        tmp_path, monkeypatch, caplog):
+    make_grid(tmp_path / "runs", agents=("drm", "drqv2"), tasks=("cheetah_run", "walker_run"),
+              seeds=range(1, 4), evals=6)
+    tidy = results.load(tmp_path / "runs", ["drm", "drqv2"], ["cheetah_run", "walker_run"], [1, 2, 3], [],
+                        False).tidy
+    tasks = ["cheetah_run", "walker_run"]
+    args = dict(reps=200, profile_reps=50)
+    serial = stats.compute(tidy[tidy["agent"] == "drqv2"], tasks, **args)
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.INFO, logger="drm.stats.progress"):
+        parallel = stats.compute(tidy[tidy["agent"] == "drqv2"], tasks, workers=2, cache_dir=cache, **args)
+    for table in ("estimates", "profiles", "task_curves"):
+        pd.testing.assert_frame_equal(getattr(serial, table), getattr(parallel, table))
+    calls = [r.getMessage() for r in caplog.records if r.name == "drm.stats.progress"]
+    assert len(calls) == 6 + 2 and "bootstrap 8/8: drqv2 " in calls[-1]  # 4 metrics, profile, curve, 2 tasks
+
+    computed = []
+    real = stats._bootstrap
+    monkeypatch.setattr(stats, "_bootstrap", lambda *a: computed.append(a[-1]) or real(*a))
+    both = stats.compute(tidy, tasks, cache_dir=cache, **args)  # drm added: drqv2 is read back
+    assert computed and all(key[:2] == ("harness", "drm") for key in computed)
+    drqv2 = both.estimates[both.estimates["agent"] == "drqv2"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(drqv2, serial.estimates)

@@ -38,6 +38,10 @@ def test_cell_writes_the_contract_files(reference_run):
     meta = json.loads((out / "meta.json").read_text())
     assert meta["frames"] == 2000 and meta["starts"] == 1
     assert meta["git"]["commit"] and meta["packages"]["torch"].startswith("2.13")
+    assert meta["packages"]["mujoco"] and meta["packages"]["dm_control"]
+    assert cfg["deterministic"] is False and cfg["agent"]["replay_sample_running_episode"] is False
+    assert meta["determinism"]["deterministic_algorithms"] is False
+    assert meta["determinism"]["cudnn_benchmark"] is True  # the official codes' setting
     for key in ("device", "hostname", "mujoco_gl", "slurm_job_id", "gpu"):
         assert key in meta["machine"]
     assert meta["started_at"] < meta["finished_at"]

@@ -55,12 +55,16 @@ def test_the_demo_dry_run_lists_its_cells(wf):
     ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: cpu, overrides: {num_train_frames: 1000}}\n",
      "cell drm/cheetah_run/1: num_seed_frames=4000 is invalid: must be an integer in [0, num_train_frames=1000]"),
     ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\ntrain: {device: tpu}\n", "'tpu' is not one of ['cuda', 'cpu']"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [-1, 2]\n", "seeds: negative [-1]; seeds must be integers >= 0"),
+    ("agents: [drm]\ntasks: [cheetah_run]\nseeds: [1]\nagnets: [drm]\n",
+     "config key 'agnets' (value ['drm']) is unknown; did you mean 'agents'?"),
 ])
 def test_bad_configs_are_refused_before_any_job(wf, text, message):
     cfg = write_config(wf, "bad.yaml", text)
     done = snakemake(wf, "--cores", "1", "all", "--configfile", cfg)
     assert done.returncode != 0
     assert message in done.stdout + done.stderr
+    assert "properties" not in done.stdout + done.stderr, "one line, not the schema"
     assert not (wf / "results" / "runs").exists(), "nothing ran"
 
 
@@ -130,13 +134,22 @@ def test_the_published_config_aggregates_and_plots_without_training(wf):
     text = (wf / "config" / "published.yaml").read_text()
     text = text.replace("reps: 50000", "reps: 300").replace("profile_reps: 2000", "profile_reps: 100")
     cfg = write_config(wf, "published_fast.yaml", text)
-    done = snakemake(wf, "--cores", "1", "figures", "--configfile", cfg, timeout=900)
+    done = snakemake(wf, "--cores", "2", "all", "--configfile", cfg, timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (wf / "results" / "runs").exists()
+    assert "aggregate: bootstrap 30/30: drqv2_published:drqv2 " in done.stderr, "progress shown"
     scores = (wf / "results" / "aggregate" / "scores.csv").read_text().splitlines()
     assert len(scores) - 1 == 227, "every published run of the 24 tasks (8-10 seeds each)"
     assert {p.name for p in (wf / "results" / "figures").glob("*.png")} >= {
         "aggregate_estimates.png", "sample_efficiency.png", "performance_profile.png", "harness_vs_published.png"}
+
+    # The documented report: opens on the workflow's description, no warnings, no job that did not run.
+    report = snakemake(wf, "--report", "results/report.html", "--configfile", cfg, timeout=300)
+    assert report.returncode == 0, report.stderr[-3000:]
+    assert "Missing metadata" not in report.stdout + report.stderr
+    assert "warning" not in (report.stdout + report.stderr).lower(), report.stderr[-3000:]
+    html = (wf / "results" / "report.html").read_text()
+    assert "Start with" in html and "estimates.csv" in html
 
 
 def test_the_readme_demo_command_lines_parse(wf):

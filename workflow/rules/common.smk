@@ -1,14 +1,25 @@
 # Config validation and the helpers the rules share; the logic lives in drm/grid.py.
+from pathlib import Path
+
+import yaml
 from snakemake.utils import validate
 
-from drm import grid
+from drm import claims, grid
 from drm.config import AGENTS
 
 RUN = "results/runs/{agent}/{task}/seed{seed}"
+SCHEMA = "../schemas/config.schema.yaml"
 
+with open(Path(workflow.current_basedir.get_path_or_uri(secret_free=True)) / SCHEMA) as schema:
+    SCHEMA_DATA = yaml.safe_load(schema)
+grid.check_keys(config, SCHEMA_DATA)  # each check says in one line what is wrong and what is accepted
 grid.check_grid(config)
-validate(config, schema="../schemas/config.schema.yaml")
+grid.check_schema(config, SCHEMA_DATA)
+validate(config, schema=SCHEMA)  # fills in the defaults
 CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
+# The claims file, checked against the vocabulary and the cells' frame budgets before any job.
+CLAIMS = claims.load(config["claims"], [p["name"] for p in config["aggregate"]["published"]])
+claims.check_budgets(CLAIMS, {(a, t): cell.num_train_frames for (a, t, _), cell in CELLS.items()})
 
 
 def _trains_here():

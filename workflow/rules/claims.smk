@@ -1,0 +1,23 @@
+# The grid's runs as a publishable dataset (drm/export.py): per-task curves in the published
+# DrQ-v2 layout with the dormant ratio beside them, and a provenance table from meta.json. Not
+# part of `all`: `snakemake --cores 1 export` once the grid has finished. (The claims themselves
+# are evaluated in `aggregate`; the claims file is checked in common.smk.)
+
+localrules: export
+
+
+rule export:
+    input:
+        evals=grid_outputs("eval.csv"),
+        trains=grid_outputs("train.csv"),
+        metas=grid_outputs("meta.json"),
+    output:
+        curves=directory("results/export/curves"),
+        provenance="results/export/provenance.csv",
+        readme="results/export/README.md",
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/export.log",
+    script:
+        "../scripts/export.py"

@@ -1,0 +1,10 @@
+"""The `export` rule: the grid's finished runs into results/export/ (drm/export.py)."""
+import contextlib
+from pathlib import Path
+
+from drm import export
+
+with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    table = export.export("results/runs", snakemake.config["agents"], snakemake.config["tasks"],
+                          snakemake.config["seeds"], Path(snakemake.output.provenance).parent)
+    print(f"export: {len(table)} evaluations written to {snakemake.output.curves}")
