@@ -318,7 +318,7 @@ class Cell:
             return
         try:
             self.build()
-        except BaseException:  # e.g. an agent refusing its config: a refused start leaves nothing
+        except Exception:  # e.g. an agent refusing its config: a refused start leaves nothing
             if not work_existed:
                 shutil.rmtree(self.work, ignore_errors=True)
                 (self.out / "config.yaml").unlink(missing_ok=True)

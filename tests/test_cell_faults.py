@@ -76,7 +76,11 @@ def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
     """Snapshots at 10, 25 and 45 steps of a 20-step ring: pruning for the newest alone would drop
     the chunks [0, 10) and [10, 25) that the one at 25 (the fallback) needs."""
     steps = [ts for episode in fake_episodes([8] * 6) for ts in episode]
-    replay = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=5)
+    def ring(seed):
+        return ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=seed,
+                            sample_running_episode=True)
+
+    replay = ring(5)
     saved = 0
     for cut in (10, 25, 45):
         for ts in steps[replay.total:cut]:
@@ -84,11 +88,11 @@ def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
         fallback, saved = saved, replay.total
         replay.save_chunks(tmp_path, fallback)
         replay.prune_chunks(tmp_path, fallback)
-    resumed = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
-    resumed.load_chunks(tmp_path, 25)
-    at_25 = ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=0)
+    at_25 = ring(0)
     for ts in steps[:25]:
         at_25.add(ts)
+    resumed = ring(0)
+    resumed.load_chunks(tmp_path, 25, at_25.finished_total)
     for x, y in zip(at_25.sample(64), resumed.sample(64)):
         np.testing.assert_array_equal(x, y)
 
