@@ -552,6 +552,8 @@ def report_table(table: pd.DataFrame) -> pd.DataFrame:
     def ci(r):
         if pd.isna(r["estimate"]):
             return ""
+        if r["rule"] == "no_broken_seeds":
+            return str(int(r["estimate"]))
         return _number(r["estimate"]) + ("" if pd.isna(r["ci_low"]) else
                                          f" [{_number(r['ci_low'])}, {_number(r['ci_high'])}]")
     return pd.DataFrame({

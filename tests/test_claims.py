@@ -225,3 +225,19 @@ def test_export_then_import_returns_the_same_scores(tmp_path):
     row = prov[(prov["agent"] == "drm") & (prov["task"] == "cheetah_run") & (prov["seed"] == 1)].iloc[0]
     assert (row["commit"], row["gpu"], row["packages"]) == ("abc123", "NVIDIA H200", "torch==2.13.0")
     assert len(row["config_sha256"]) == 64
+
+
+def test_agrees_with_published_counts_our_runs_inside_the_published_range(tmp_path):
+    """Our synthetic DrQ-v2 on walker_run against the published seeds at 180k frames, by hand."""
+    ours = _grid(tmp_path, {"drqv2": 0.9}, tasks=("walker_run",))
+    tidy = pd.concat([ours, published(["walker_run"])], ignore_index=True)
+    v = evaluate([claim("agrees_with_published", ["drqv2"], tasks=["walker_run"],
+                        reference="drqv2_published:drqv2", min_inside=0.5)], tidy, range(1, 7))
+    row = v.loc["t_agrees_with_published"]
+    raw = pd.read_csv(PUBLISHED / "dmc_walker_run.csv", index_col=0)
+    at = raw[raw["frame"] == 180_000]["episode_reward"]
+    mine = ours[ours["frame"] == 180_000]["episode_reward"]
+    inside = ((mine >= at.min()) & (mine <= at.max())).mean()
+    assert row["estimate"] == pytest.approx(inside) and row["runs_used"] == 6
+    assert row["verdict"] == ("supported" if row["ci_low"] >= 0.5 else
+                              "contradicted" if row["ci_high"] < 0.5 else "inconclusive")

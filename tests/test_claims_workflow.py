@@ -50,4 +50,5 @@ def test_figures_on_the_published_config_prints_and_reports_the_drqv2_verdicts(w
     report = snakemake(wf, "--report", "results/report.html", "--configfile", cfg, timeout=600)
     assert report.returncode == 0, report.stderr[-3000:]
     html = (wf / "results" / "report.html").read_text()
-    assert "drqv2_solves_quadruped_run" in html and "inconclusive" in html
+    assert "Claims (results/figures/claims.csv" in html, "the verdict table heads the report"
+    assert "drqv2_solves_quadruped_run</td>\\n<td>inconclusive</td>" in html
