@@ -102,17 +102,14 @@ def main(argv=None) -> None:
     parser.add_argument("--aggregate", action="store_true", help="benchmark the statistics instead")
     parser.add_argument("--parse", action="store_true",
                         help="benchmark the workflow's parse time (snakemake -n all) instead")
-    args, rest = parser.parse_known_args(argv)
-    if args.parse:
-        from drm import bench_parse
+    argv = sys.argv[1:] if argv is None else list(argv)
+    for mode in ("--parse", "--aggregate"):  # their own options (e.g. --reps) are theirs, not ours
+        if mode in argv:
+            import importlib
 
-        return bench_parse.main(rest + (["--json"] if args.json else []))
-    if args.aggregate:
-        from drm import bench_aggregate
-
-        return bench_aggregate.main(rest + (["--json"] if args.json else []))
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+            module = importlib.import_module(f"drm.bench_{mode[2:]}")
+            return module.main([a for a in argv if a != mode])
+    args = parser.parse_args(argv)
 
     result = micro(args.reps)
     result["frames_per_s"] = end_to_end(args.update_episodes)
