@@ -99,12 +99,17 @@ def published(args) -> int:
                                          - children.ru_utime - children.ru_stime, 1),
                    load_average=round(os.getloadavg()[0], 1), cores=os.cpu_count())
     logging.getLogger("drm.stats.progress").removeHandler(handler)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>16}: {value}")
+    print_figures(out, args.json, width=16)
     return 0
+
+
+def print_figures(out: dict, as_json: bool, width: int = 16) -> None:
+    """A benchmark's figures: one JSON object, or one `name: value` line each."""
+    if as_json:
+        print(json.dumps(out))
+        return
+    for key, value in out.items():
+        print(f"{key:>{width}}: {value}")
 
 
 def main(argv=None) -> int:
@@ -156,11 +161,7 @@ def main(argv=None) -> int:
                redraw_cli_cpu_s=round(after.ru_utime + after.ru_stime - child.ru_utime - child.ru_stime, 2),
                load_average=round(os.getloadavg()[0], 1), cores=os.cpu_count(),
                figures=len(figures.FIGURES), redraw_target_s=10.0)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>16}: {value}")
+    print_figures(out, args.json, width=16)
     return 0
 
 

@@ -10,7 +10,6 @@ time; `cpu_s` (the dry run's CPU time) much less.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import shutil
@@ -20,6 +19,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from drm.bench_aggregate import print_figures
 
 REPO = Path(__file__).resolve().parents[1]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "environment.yml")
@@ -58,11 +59,7 @@ def main(argv=None) -> int:
                cpu_s=round(statistics.median(c for _, c in runs), 2),
                runs_s=[round(w, 2) for w, _ in runs], target_s=TARGET_S,
                load_average=round(os.getloadavg()[0], 1), cores=os.cpu_count())
-    if args.json:
-        print(json.dumps(out))
-    else:
-        for key, value in out.items():
-            print(f"{key:>12}: {value}")
+    print_figures(out, args.json, width=12)
     return 0
 
 

@@ -3,7 +3,7 @@ any job, and the published config's figures printing and reporting the DrQ-v2 ve
 import pytest
 import yaml
 
-from workflow_helpers import planned_jobs, snakemake, workflow_copy, write_config
+from workflow_helpers import snakemake, workflow_copy, write_config
 
 
 @pytest.fixture

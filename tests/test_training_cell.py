@@ -4,7 +4,7 @@ import json
 import pytest
 import yaml
 
-from helpers import TINY, kill_and_resume, read_csv, run_cell, without_wall_clock
+from helpers import kill_and_resume, read_csv, run_cell, without_wall_clock
 
 pytestmark = pytest.mark.slow
 

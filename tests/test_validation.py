@@ -1,5 +1,4 @@
 """The validation grid: verdicts on the real published curves, its config, its plan, its figure."""
-import copy
 
 import numpy as np
 import pandas as pd
