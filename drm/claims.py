@@ -145,7 +145,8 @@ def _check(claim: dict, where: str, published: set) -> dict:
         source = parse_series(out["reference"])[0]
         if source not in published:
             raise ClaimError(f"{name}: reference {out['reference']!r} names source {source!r}, not one "
-                             f"of aggregate.published: {', '.join(sorted(published)) or 'none'}")
+                             f"of aggregate.published: {', '.join(sorted(published)) or 'none'} (add it there, or "
+                             "set the config's claims: to a file for this grid, or null)")
     return out
 
 

@@ -64,7 +64,7 @@ SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow" / "sch
 
 @pytest.mark.parametrize("changes, message", [
     ({"agnets": ["drm"]}, "config key 'agnets' (value ['drm']) is unknown; did you mean 'agents'? "
-                          "(accepted at the top level: agents, tasks, seeds, train, resources, aggregate)"),
+                          "(accepted at the top level: agents, tasks, seeds, claims, train, resources, aggregate, validate)"),
     ({"task_overrides": {"dog_run": {}}}, "config key 'task_overrides' (value {'dog_run': {}}) is "
                                           "unknown; it belongs in the 'train' section (train.task_overrides)"),
     ({"train": {"device": "cpu", "overides": {}}}, "config key 'train.overides' (value {}) is unknown; "

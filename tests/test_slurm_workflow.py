@@ -24,6 +24,7 @@ train:
               replay_buffer_size: 10000, snapshot_every_frames: 500}
 resources: {mem_margin_mb: 1000, frames_per_hour: 20000}
 aggregate: {reps: 100, profile_reps: 50, published: []}
+claims: null
 """
 PROFILE_ARGS = ["--workflow-profile", "workflow/profiles/slurm", "--slurm-init-seconds-before-status-checks", "1",
                 "--retries", "0", "--jobs", "2"]
