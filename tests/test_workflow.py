@@ -149,7 +149,7 @@ def test_the_published_config_aggregates_and_plots_without_training(wf):
     assert "Missing metadata" not in report.stdout + report.stderr
     assert "warning" not in (report.stdout + report.stderr).lower(), report.stderr[-3000:]
     html = (wf / "results" / "report.html").read_text()
-    assert "Start with" in html and "estimates.csv" in html
+    assert "First the claims of" in html and "estimates.csv" in html
 
 
 def test_the_readme_demo_command_lines_parse(wf):
