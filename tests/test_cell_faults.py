@@ -107,6 +107,20 @@ class Killed(BaseException):
     """Stands for a SIGKILL: nothing in the cell catches it."""
 
 
+def kill_after_snapshots(monkeypatch, count: int):
+    """Makes the cell die (as if SIGKILLed) right after its `count`-th snapshot is written."""
+    save, saves = snapshot.save, []
+
+    def save_then_die(path, state):
+        save(path, state)
+        saves.append(path)
+        if len(saves) == count:
+            raise Killed
+
+    monkeypatch.setattr(snapshot, "save", save_then_die)
+    return save
+
+
 def cell(out, **overrides):
     from drm import config
     from drm.train import Cell
@@ -156,13 +170,7 @@ def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, k
     # Space again, and a resumption on another thread count: it says so, and goes on (killed at
     # its first snapshot: two threads oversubscribe a busy test machine).
     monkeypatch.setattr(snapshot, "_write_file", write)
-    save = snapshot.save
-
-    def killed_after_a_snapshot(path, state):
-        save(path, state)
-        raise Killed
-
-    monkeypatch.setattr(snapshot, "save", killed_after_a_snapshot)
+    kill_after_snapshots(monkeypatch, 1)
     with pytest.raises(Killed):
         cell(out, threads=2).run()
     log = (out / "train.log").read_text()
@@ -175,15 +183,7 @@ def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, k
 
 def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
-    save, saves = snapshot.save, []
-
-    def killed_after_the_second_snapshot(path, state):
-        save(path, state)
-        saves.append(path)
-        if len(saves) == 2:
-            raise Killed
-
-    monkeypatch.setattr(snapshot, "save", killed_after_the_second_snapshot)
+    save = kill_after_snapshots(monkeypatch, 2)
     with pytest.raises(Killed):
         cell(out).run()
     monkeypatch.setattr(snapshot, "save", save)
@@ -200,13 +200,7 @@ def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp
 
 def test_with_no_readable_snapshot_the_run_starts_again_and_says_so(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
-    save = snapshot.save
-
-    def killed_after_the_first_snapshot(path, state):
-        save(path, state)
-        raise Killed
-
-    monkeypatch.setattr(snapshot, "save", killed_after_the_first_snapshot)
+    save = kill_after_snapshots(monkeypatch, 1)
     with pytest.raises(Killed):
         cell(out).run()
     monkeypatch.setattr(snapshot, "save", save)
