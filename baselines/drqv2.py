@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from baselines import utils
+from baselines import schedule, utils
 
 
 class Encoder(nn.Module):
@@ -139,7 +139,7 @@ class DrQV2Agent(utils.Agent):
         return {}
 
     def stddev(self, step: int) -> float:
-        return utils.schedule(self.stddev_schedule, step)
+        return schedule.schedule(self.stddev_schedule, step)
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, step: int, eval_mode: bool) -> np.ndarray:

@@ -1,8 +1,7 @@
 """Pieces every DrQ-v2-family agent shares, as in DrQ-v2's `utils.py`."""
-import re
-
 import torch
 from torch import nn
+
 
 
 def weight_init(m: nn.Module) -> None:
@@ -23,46 +22,6 @@ def soft_update_params(net: nn.Module, target_net: nn.Module, tau: float) -> Non
     with torch.no_grad():
         for param, target_param in zip(net.parameters(), target_net.parameters()):
             target_param.data.copy_(tau * param.data + (1 - tau) * target_param.data)
-
-
-_LINEAR = re.compile(r"linear\((.+),(.+),(.+)\)")
-_STEP_LINEAR = re.compile(r"step_linear\((.+),(.+),(.+),(.+),(.+)\)")
-
-
-def check_schedule(schedule: str) -> None:
-    """Refuse a schedule string `schedule()` would not understand, naming the accepted forms."""
-    try:
-        float(schedule)
-        return
-    except ValueError:
-        pass
-    if not (_LINEAR.fullmatch(schedule) or _STEP_LINEAR.fullmatch(schedule)):
-        raise ValueError(
-            f"stddev_schedule {schedule!r} is not a number, 'linear(init,final,duration)' "
-            "or 'step_linear(init,final1,duration1,final2,duration2)'"
-        )
-
-
-def schedule(schdl: str | float, step: int) -> float:
-    """DrQ-v2's exploration schedule; durations count agent steps, not frames."""
-    try:
-        return float(schdl)
-    except ValueError:
-        pass
-    match = _LINEAR.fullmatch(schdl)
-    if match:
-        init, final, duration = (float(g) for g in match.groups())
-        mix = min(max(step / duration, 0.0), 1.0)
-        return (1.0 - mix) * init + mix * final
-    match = _STEP_LINEAR.fullmatch(schdl)
-    if match:
-        init, final1, duration1, final2, duration2 = (float(g) for g in match.groups())
-        if step <= duration1:
-            mix = min(max(step / duration1, 0.0), 1.0)
-            return (1.0 - mix) * init + mix * final1
-        mix = min(max((step - duration1) / duration2, 0.0), 1.0)
-        return (1.0 - mix) * final1 + mix * final2
-    raise ValueError(f"unknown stddev schedule {schdl!r}")
 
 
 class TruncatedNormal:

@@ -19,7 +19,7 @@ import math
 import torch
 from torch import nn
 
-from baselines import utils
+from baselines import schedule, utils
 from baselines.drqv2 import Actor, Critic, DrQV2Agent, Encoder, trunk
 from drm.dormant import dormant_ratio as _dormant_ratio
 
@@ -201,11 +201,11 @@ class DrMAgent(DrQV2Agent):
         awakening, then max(sigmoid, DrQ-v2 schedule counted from t0). The same value serves
         acting, target smoothing and the actor update. Off: DrQ-v2's schedule."""
         if not self.use_awaken:
-            return utils.schedule(self.stddev_schedule, step)
+            return schedule.schedule(self.stddev_schedule, step)
         sigma = awaken_sigmoid(self.dormant_ratio, self.target_dormant_ratio, self.dormant_temp)
         if self.awaken_step is None:
             return sigma
-        return max(sigma, utils.schedule(self.stddev_schedule, step - self.awaken_step))
+        return max(sigma, schedule.schedule(self.stddev_schedule, step - self.awaken_step))
 
     def exploit_lambda(self) -> float:
         if not self.use_exploit:

@@ -8,7 +8,8 @@ bootstrap runs) turns each claim into one row of claims.csv; `show` prints and t
 cache for the figures and the report without re-sampling.
 
 Verdicts: `supported`, `contradicted`, `inconclusive` (the 95% CI straddles the rule's
-threshold), or `not evaluated: N of M runs missing` when a run the claim needs is absent.
+threshold, or a task has fewer than MIN_SEEDS runs, where a bootstrap CI is degenerate), or
+`not evaluated: N of M runs missing` when a run the claim needs is absent.
 """
 from __future__ import annotations
 
@@ -28,6 +29,9 @@ SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusi
 COLUMNS = ["id", "rule", "words", "agents", "tasks", "frames", "quantity", "estimate", "ci_low",
            "ci_high", "threshold", "verdict", "runs_used", "runs_expected", "seeds_needed", "detail"]
 GAP_METRICS = ("iqm", "mean")
+# Below 3 runs per task a stratified bootstrap draws from at most 3 distinct resamples per task,
+# so its "CI" can collapse to a point ([0.75, 0.75] for 2 seeds on 2 tasks) and decide nothing.
+MIN_SEEDS = 3
 COMMON = ("id", "words", "rule", "agents", "tasks", "frames")
 
 
@@ -518,6 +522,10 @@ def evaluate(prepared: list[_Prepared], tidy: pd.DataFrame, settings: dict) -> p
             continue
         needed = r.pop("seeds_needed")
         n = r.pop("n")
+        if c["rule"] != "no_broken_seeds" and n < MIN_SEEDS:  # a count, not a CI: any n decides it
+            r.update(verdict=INCONCLUSIVE, detail=f"only {n} run(s) per task, fewer than {MIN_SEEDS}: "
+                     f"a bootstrap CI over so few decides nothing (was {r['verdict']}); " + r["detail"])
+            needed = max(MIN_SEEDS, needed or 0)
         if r["verdict"] == INCONCLUSIVE and needed is None and c["rule"] not in ("solves", "lower_dormant_ratio"):
             needed = seeds_needed(r["estimate"], r["ci_low"], r["ci_high"], r["threshold"], n)
         rows.append(dict(base, **r, seeds_needed=needed if r["verdict"] == INCONCLUSIVE else None))

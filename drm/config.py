@@ -111,7 +111,7 @@ def _require(ok: bool, key: str, value, allowed: str) -> None:
 
 def check(cfg: DictConfig) -> None:
     """Refuse impossible numbers with the key, the value and what would be accepted."""
-    from baselines.utils import check_schedule
+    from baselines.schedule import check_schedule
 
     for key in ("num_train_frames", "eval_every_frames", "num_eval_episodes", "batch_size",
                 "replay_buffer_size", "nstep", "action_repeat", "frame_stack", "episode_frames",

@@ -241,3 +241,14 @@ def test_agrees_with_published_counts_our_runs_inside_the_published_range(tmp_pa
     assert row["estimate"] == pytest.approx(inside) and row["runs_used"] == 6
     assert row["verdict"] == ("supported" if row["ci_low"] >= 0.5 else
                               "contradicted" if row["ci_high"] < 0.5 else "inconclusive")
+
+
+def test_two_seeds_per_task_never_decide_a_ci_claim(tmp_path):
+    """2 runs per task: a bootstrap CI can collapse to a point, so no verdict is drawn from it."""
+    tidy = _grid(tmp_path, {"drm": 0.9, "drqv2": 0.2}, seeds=range(1, 3))
+    v = evaluate([claim("improvement", ["drm", "drqv2"]), claim("no_broken_seeds", ["drm"], fraction=0.1)],
+                 tidy, range(1, 3))
+    better = v.loc["t_improvement"]
+    assert better["verdict"] == "inconclusive" and better["seeds_needed"] >= claims.MIN_SEEDS
+    assert better["detail"].startswith("only 2 run(s) per task, fewer than 3") and "(was supported)" in better["detail"]
+    assert v.loc["t_no_broken_seeds", "verdict"] == "supported", "a count is decided at any n"

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from baselines import utils
+from baselines import schedule, utils
 from baselines.drqv2 import DrQV2Agent
 from drm import presets
 from drm.dormant import dormant_ratio
@@ -42,10 +42,10 @@ def test_random_shift_is_the_exact_crop_and_within_rounding_of_the_official_grid
 
 
 def test_linear_schedule_counts_agent_steps():
-    assert utils.schedule("linear(1.0,0.1,500000)", 0) == 1.0
-    assert utils.schedule("linear(1.0,0.1,500000)", 250000) == pytest.approx(0.55)
-    assert utils.schedule("linear(1.0,0.1,500000)", 10**7) == pytest.approx(0.1)
-    assert utils.schedule("0.2", 5) == 0.2
+    assert schedule.schedule("linear(1.0,0.1,500000)", 0) == 1.0
+    assert schedule.schedule("linear(1.0,0.1,500000)", 250000) == pytest.approx(0.55)
+    assert schedule.schedule("linear(1.0,0.1,500000)", 10**7) == pytest.approx(0.1)
+    assert schedule.schedule("0.2", 5) == 0.2
 
 
 def test_truncated_normal_clips_noise_then_clamps():
@@ -95,7 +95,7 @@ def test_update_trains_encoder_critic_actor_and_polyak_target():
     metrics = agent.update(batch, step=3000)
     assert set(agent.log_columns()) <= set(metrics)
     assert 0.0 <= metrics["actor_dormant_ratio"] <= 1.0
-    assert metrics["stddev"] == pytest.approx(utils.schedule("linear(1.0,0.1,500000)", 3000))
+    assert metrics["stddev"] == pytest.approx(schedule.schedule("linear(1.0,0.1,500000)", 3000))
     for name in ("encoder", "actor", "critic"):
         assert any(not torch.equal(a, b) for a, b in zip(before[name], getattr(agent, name).parameters()))
     # target <- 0.01 * critic + 0.99 * target, the critic having moved from the target's values
