@@ -1,9 +1,11 @@
 """`python -m drm.bench [--json]`: what one training cell costs on this machine.
 
-Targets (issue 3): replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update;
-end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4
-frames) at batch 256. `--aggregate` runs the statistics benchmark instead (drm.bench_aggregate),
-`--parse` the workflow's parse time on the paper grid (drm.bench_parse).
+Targets: replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update; end-to-end
+frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4 frames) at batch
+256; the update at >= 60% of the machine's own matmul ceiling (drm.bench_ceiling), measured in
+the same run. `--profile` adds where an update's time goes, op by op. `--aggregate` runs the
+statistics benchmark instead (drm.bench_aggregate), `--parse` the workflow's parse time on the
+paper grid (drm.bench_parse), `--gpu` cells on one GPU (drm.bench_gpu).
 """
 import argparse
 import json
@@ -32,11 +34,11 @@ def _timed(fn, reps: int, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
-def micro(reps: int) -> dict:
+def micro(reps: int, profile: bool = False) -> dict:
     import numpy as np
     import torch
 
-    from drm import rendering
+    from drm import bench_ceiling, rendering
 
     rendering.choose_backend()
     from baselines.drqv2 import DrQV2Agent
@@ -67,7 +69,15 @@ def micro(reps: int) -> dict:
     with torch.no_grad():
         features = agent.encoder(b256[0].float())
     dormant_ms = _timed(lambda: dormant_ratio(agent.actor, (features, 0.0), 0.025), reps=reps * 3)
+    flops = bench_ceiling.update_flops(agent, b256, 10_000)
+    ceiling = bench_ceiling.matmul_gflops()
+    achieved = flops["total"] / update_ms_b256 / 1e6
+    extra = {"profile": bench_ceiling.profile_update(agent, b256, 10_000)} if profile else {}
     return {
+        **bench_ceiling.cpu_info(), **extra,
+        "update_gflop": flops["total"] / 1e9, "update_gflop_per_op": {k: v / 1e9 for k, v in flops["per_op"].items()},
+        "update_gflops": achieved, "matmul_ceiling_gflops": ceiling,
+        "update_pct_of_ceiling": 100.0 * achieved / ceiling,
         "update_ms_b256": update_ms_b256, "update_ms_b32": update_ms_b32, "act_ms": act_ms,
         "env_ms": env_ms, "dormant_ms": dormant_ms,
         "dormant_overhead_pct": 100.0 * dormant_ms / update_ms_b256,
@@ -78,10 +88,11 @@ def micro(reps: int) -> dict:
 
 
 def end_to_end(update_episodes: int) -> float:
-    """Frames/s of a real cell at batch 256 over its episodes with updates (train.csv `fps`)."""
+    """Frames/s of a real cell at batch 256 over its episodes with updates (train.csv `fps`),
+    with DMC's standard 1000-frame episodes after one episode of seeding."""
     import pandas as pd
 
-    episode, seed_frames = 200, 400
+    episode, seed_frames = 1000, 1000
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([
             sys.executable, "-m", "drm.train", "agent=drqv2", f"task={TASK}", "seed=1", f"out_dir={out}",
@@ -93,17 +104,20 @@ def end_to_end(update_episodes: int) -> float:
     return float(train[train.frame > seed_frames].fps.mean())
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--reps", type=int, default=5, help="timed updates at batch 256")
     parser.add_argument("--update-episodes", type=int, default=1,
-                        help="200-frame episodes with updates in the end-to-end run")
+                        help="1000-frame episodes with updates in the end-to-end run")
+    parser.add_argument("--profile", action="store_true", help="also print the update's time per op")
     parser.add_argument("--aggregate", action="store_true", help="benchmark the statistics instead")
     parser.add_argument("--parse", action="store_true",
                         help="benchmark the workflow's parse time (snakemake -n all) instead")
+    parser.add_argument("--gpu", action="store_true",
+                        help="benchmark cells on one GPU, alone and sharing it (drm.bench_gpu) instead")
     argv = sys.argv[1:] if argv is None else list(argv)
-    for mode in ("--parse", "--aggregate"):  # their own options (e.g. --reps) are theirs, not ours
+    for mode in ("--parse", "--aggregate", "--gpu"):  # their own options (e.g. --reps) are theirs, not ours
         if mode in argv:
             import importlib
 
@@ -111,12 +125,12 @@ def main(argv=None) -> None:
             return module.main([a for a in argv if a != mode])
     args = parser.parse_args(argv)
 
-    result = micro(args.reps)
+    result = micro(args.reps, args.profile)
     result["frames_per_s"] = end_to_end(args.update_episodes)
     result["end_to_end_pct_of_learner_bound"] = 100 * result["frames_per_s"] / result["learner_bound_frames_per_s"]
     if args.json:
         print(json.dumps(result))
-        return
+        return 0
     lines = [
         ("update at batch 256", f"{result['update_ms_b256']:.0f} ms"),
         ("update at batch 32", f"{result['update_ms_b32']:.0f} ms"),
@@ -130,12 +144,25 @@ def main(argv=None) -> None:
         ("dormant ratio", f"{result['dormant_ms']:.1f} ms = {result['dormant_overhead_pct']:.2f}% "
          "of an update (target <= 3%)"),
         ("torch threads", str(result["torch_threads"])),
+        ("CPU", f"{result['cpu_model']}, {result['logical_cores']} logical cores, "
+                f"{' '.join(result['isa'])}; torch kernels: {result['torch_cpu_capability']}"),
+        ("matmul ceiling (float32)", f"{result['matmul_ceiling_gflops']:.0f} GFLOP/s at {result['torch_threads']} threads"),
+        ("update FLOPs at batch 256", f"{result['update_gflop']:.1f} GFLOP ("
+         + ", ".join(f"{k} {v:.1f}" for k, v in sorted(result["update_gflop_per_op"].items(), key=lambda kv: -kv[1])) + ")"),
+        ("update achieved", f"{result['update_gflops']:.0f} GFLOP/s = {result['update_pct_of_ceiling']:.0f}% "
+                            "of the ceiling (target >= 60%)"),
     ]
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"{name:<{width}}  {value}")
+    if args.profile:
+        print(f"\nwhere an update's time goes (self CPU time, {len(result['profile'])} largest ops):")
+        for row in result["profile"]:
+            print(f"  {row['op']:<40} {row['ms_per_update']:8.1f} ms  {row['share_pct']:5.1f}%  "
+                  f"x{row['calls_per_update']}")
+    return 0
 
 
 if __name__ == "__main__":
     restart_with_allocator_env("drm.bench")
-    main()
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""The benchmarks' own arithmetic: the update's FLOPs against a count by hand, the profile, and
+the GPU benchmark's path (refused without CUDA in one line; run for real on the CPU)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from baselines.drqv2 import DrQV2Agent
+from drm import bench_ceiling
+from drm.dormant import dormant_ratio
+
+REPO = Path(__file__).resolve().parents[1]
+OBS, ACTION = (9, 84, 84), (6,)
+
+
+def _agent():
+    torch.manual_seed(0)
+    return DrQV2Agent(obs_shape=OBS, action_shape=ACTION, device="cpu", lr=1e-4, feature_dim=50,
+                      hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
+                      stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3, dormant_ratio_fn=dormant_ratio)
+
+
+def _batch(n):
+    g = torch.Generator().manual_seed(0)
+    return (torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g), torch.rand(n, *ACTION, generator=g) * 2 - 1,
+            torch.rand(n, 1, generator=g), torch.full((n, 1), 0.97), torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g))
+
+
+def _conv_forward_flops_per_sample() -> int:
+    """DrQ-v2's encoder by hand: 9->32 3x3 stride 2 (84 -> 41), then three 32->32 3x3 (-> 39, 37, 35);
+    2 FLOPs per multiply-add."""
+    first = 2 * 32 * 41 * 41 * 9 * 9
+    rest = sum(2 * 32 * s * s * 32 * 9 for s in (39, 37, 35))
+    return first, rest
+
+
+def test_update_flops_equal_the_encoder_counted_by_hand():
+    n = 4
+    flops = bench_ceiling.update_flops(_agent(), _batch(n), 10_000)
+    first, rest = _conv_forward_flops_per_sample()
+    # forward on obs (with gradients) and on next_obs (without): 2 x the batch
+    assert flops["per_op"]["convolution"] == 2 * n * (first + rest)
+    # backward of the obs pass: weights of every layer, inputs of all but the first (pixels need none)
+    assert flops["per_op"]["convolution_backward"] == n * (first + 2 * rest)
+    assert flops["total"] == sum(flops["per_op"].values())
+    assert flops["per_op"]["addmm"] > 0 and flops["per_op"]["mm"] > 0  # trunks and heads
+
+
+def test_the_profile_names_the_ops_that_take_the_time():
+    rows = bench_ceiling.profile_update(_agent(), _batch(8), 10_000, reps=1, top=10)
+    assert len(rows) == 10 and 0 < sum(r["share_pct"] for r in rows) <= 100.0 + 1e-9
+    assert "aten::convolution_backward" in [r["op"] for r in rows]
+    assert all(r["ms_per_update"] >= 0 and r["calls_per_update"] >= 0 for r in rows)
+
+
+def test_the_cpu_description_and_ceiling_are_this_machines():
+    info = bench_ceiling.cpu_info()
+    assert info["logical_cores"] == os.cpu_count() and info["torch_cpu_capability"]
+    assert set(info["isa"]) <= set(bench_ceiling.ISA_FLAGS)
+    assert bench_ceiling.matmul_gflops(n=256, seconds=0.2) > 0.1
+
+
+def _bench(*args, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    return subprocess.run([sys.executable, "-m", "drm.bench", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env, cwd=REPO)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_the_gpu_benchmark_without_cuda_says_so_in_one_line():
+    done = _bench("--gpu")
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"drm.bench --gpu: --device cuda but torch sees no CUDA device (torch {torch.__version__}, "
+        f"CUDA build {torch.version.cuda}); use a GPU machine, or --device cpu to exercise the path"]
+    bad = _bench("--gpu", "--cells", "1,x")
+    assert bad.returncode == 2 and "--cells '1,x': give positive integers separated by commas" in bad.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_the_gpu_benchmark_path_runs_shared_cells_on_the_cpu():
+    done = _bench("--gpu", "--device", "cpu", "--cells", "1,2", "--reps", "1", "--batch-size", "16",
+                  "--episode-frames", "100", "--seed-frames", "100", "--update-episodes", "1", "--json",
+                  timeout=800)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["device"] == "cpu" and result["update_ms"] > 0
+    assert [g["cells"] for g in result["groups"]] == [1, 2]
+    for g in result["groups"]:
+        assert g["frames_per_s_per_cell"] > 0
+        assert g["frames_per_s_total"] == pytest.approx(g["frames_per_s_per_cell"] * g["cells"])
+        assert 0 < g["cpu_cores_per_cell"] <= os.cpu_count() + 0.5  # one torch thread, plus rendering
+        assert g["gpu_mib_per_cell"] is None  # no nvidia-smi on a CPU machine
