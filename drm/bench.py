@@ -5,7 +5,8 @@ frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4 fr
 256; the update at >= 60% of the machine's own matmul ceiling (drm.bench_ceiling), measured in
 the same run. `--profile` adds where an update's time goes, op by op. `--aggregate` runs the
 statistics benchmark instead (drm.bench_aggregate), `--parse` the workflow's parse time on the
-paper grid (drm.bench_parse), `--gpu` cells on one GPU (drm.bench_gpu).
+paper grid (drm.bench_parse), `--gpu` cells on one GPU (drm.bench_gpu), `--levers` each
+candidate speed-up of the update against the default (drm.bench_levers).
 """
 import argparse
 import json
@@ -116,8 +117,10 @@ def main(argv=None) -> int:
                         help="benchmark the workflow's parse time (snakemake -n all) instead")
     parser.add_argument("--gpu", action="store_true",
                         help="benchmark cells on one GPU, alone and sharing it (drm.bench_gpu) instead")
+    parser.add_argument("--levers", action="store_true",
+                        help="time each candidate speed-up of the update and its difference (drm.bench_levers)")
     argv = sys.argv[1:] if argv is None else list(argv)
-    for mode in ("--parse", "--aggregate", "--gpu"):  # their own options (e.g. --reps) are theirs, not ours
+    for mode in ("--parse", "--aggregate", "--gpu", "--levers"):  # their own options (e.g. --reps) are theirs, not ours
         if mode in argv:
             import importlib
 

@@ -1,0 +1,114 @@
+"""`python -m drm.bench --levers`: each candidate speed-up of the update, timed against the default
+and checked against it to the last bit.
+
+For each lever, two DrQ-v2 agents are built from the same seed, one as the harness builds it and
+one with the lever applied; they update on the same batches from the same RNG state. Reported:
+the median update ms of each (timed alternately, so a busy machine slows both alike), the
+saving, and the largest parameter difference after `--checks` updates. A lever with difference 0
+changes nothing but speed; any other would have to sit behind a documented switch
+(docs/performance.md).
+"""
+from __future__ import annotations
+
+import argparse
+import time
+
+OBS, ACTION = (9, 84, 84), (6,)
+
+
+def _agent(seed: int):
+    import torch
+
+    from baselines.drqv2 import DrQV2Agent
+    from drm.dormant import dormant_ratio
+
+    torch.manual_seed(seed)
+    return DrQV2Agent(obs_shape=OBS, action_shape=ACTION, device="cpu", lr=1e-4, feature_dim=50,
+                      hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
+                      stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
+                      dormant_ratio_fn=dormant_ratio)
+
+
+def _adam(agent, **kwargs) -> None:
+    """Rebuild the three optimizers with Adam options (before any step: nothing is lost)."""
+    import torch
+
+    for name, net in (("encoder_opt", agent.encoder), ("actor_opt", agent.actor), ("critic_opt", agent.critic)):
+        setattr(agent, name, torch.optim.Adam(net.parameters(), lr=1e-4, **kwargs))
+
+
+def _channels_last(agent) -> None:
+    """NHWC weights: oneDNN convolutions then run without reordering to its blocked format."""
+    import torch
+
+    agent.encoder.to(memory_format=torch.channels_last)
+
+
+LEVERS = {
+    "adam_foreach": ("the optimizer step as a few batched ops instead of ~30 per-tensor loops",
+                     lambda a: _adam(a, foreach=True)),
+    "adam_fused": ("the optimizer step as one fused kernel per parameter group", lambda a: _adam(a, fused=True)),
+    "channels_last": ("the conv stack in NHWC (no layout reorders around each oneDNN conv)", _channels_last),
+}
+
+
+def _batch(n: int, seed: int):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g),
+            torch.rand(n, *ACTION, generator=g) * 2 - 1, torch.rand(n, 1, generator=g),
+            torch.full((n, 1), 0.97), torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g))
+
+
+def max_difference(lever: str, batch_size: int, updates: int) -> float:
+    """Largest |default - lever| over every parameter after `updates` identical updates."""
+    import torch
+
+    pair = [_agent(1), _agent(1)]
+    LEVERS[lever][1](pair[1])
+    for step in range(updates):
+        batch = _batch(batch_size, step)
+        for agent in pair:
+            torch.manual_seed(100 + step)
+            agent.update(batch, 10_000 + step)
+    worst = 0.0
+    for net in ("encoder", "actor", "critic", "critic_target"):
+        for a, b in zip(getattr(pair[0], net).state_dict().values(), getattr(pair[1], net).state_dict().values()):
+            worst = max(worst, (a - b).abs().max().item())
+    return worst
+
+
+def timed(lever: str, batch_size: int, reps: int) -> tuple[float, float]:
+    """Median ms of the default update and of the lever's, timed alternately."""
+    import numpy as np
+
+    base, fast = _agent(1), _agent(1)
+    LEVERS[lever][1](fast)
+    batch = _batch(batch_size, 0)
+    times = {0: [], 1: []}
+    for i in range(reps + 2):
+        for k, agent in enumerate((base, fast)):
+            start = time.perf_counter()
+            agent.update(batch, 10_000)
+            if i >= 2:
+                times[k].append((time.perf_counter() - start) * 1000)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drm.bench --levers", description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--reps", type=int, default=5, help="timed updates per agent and lever")
+    parser.add_argument("--checks", type=int, default=3, help="updates compared parameter by parameter")
+    parser.add_argument("--only", choices=sorted(LEVERS), action="append", help="one lever (repeatable)")
+    args = parser.parse_args(argv)
+    import torch
+
+    print(f"update at batch {args.batch_size}, {torch.get_num_threads()} torch threads")
+    for lever in args.only or LEVERS:
+        base_ms, lever_ms = timed(lever, args.batch_size, args.reps)
+        diff = max_difference(lever, args.batch_size, args.checks)
+        print(f"{lever:<14} {base_ms:7.0f} ms -> {lever_ms:7.0f} ms ({100 * (1 - lever_ms / base_ms):+5.1f}% saved); "
+              f"largest difference after {args.checks} updates: {diff:.3g}; {LEVERS[lever][0]}")
+    return 0
