@@ -38,10 +38,17 @@ def _adam(agent, **kwargs) -> None:
 
 
 def _channels_last(agent) -> None:
-    """NHWC weights: oneDNN convolutions then run without reordering to its blocked format."""
+    """NHWC weights and activations: oneDNN convolutions then run without reordering to and
+    from its blocked format; the features are flattened in the default (NCHW) order."""
     import torch
 
-    agent.encoder.to(memory_format=torch.channels_last)
+    encoder = agent.encoder.to(memory_format=torch.channels_last)
+
+    def forward(obs):
+        h = encoder.convnet((obs / 255.0 - 0.5).contiguous(memory_format=torch.channels_last))
+        return h.reshape(h.shape[0], -1)
+
+    encoder.forward = forward
 
 
 LEVERS = {
