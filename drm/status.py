@@ -36,7 +36,9 @@ from pathlib import Path
 
 import yaml
 
-from drm import grid
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the workflow's grid logic
+import grid  # noqa: E402
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (.*)$")
 EPISODE = re.compile(r"\bepisode \d+ frame=(\d+) .*fps=([\d.]+)")
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stale-minutes", type=float, default=STALE_MINUTES,
                         help="a cell whose logs are older than this (or 3x its log interval) is not running")
     args = parser.parse_args(argv)
-    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     try:
         config = load_config([args.root / "config" / "config.yaml", *args.configfile], schema)
         cells = status(config, args.root, stale_minutes=args.stale_minutes)

@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from drm.allocator import restart_with_allocator_env
+from drm.cell.allocator import restart_with_allocator_env
 
 if __name__ == "__main__":
     restart_with_allocator_env("drm.train")
@@ -31,8 +31,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from drm import config, provenance, rendering, snapshot  # noqa: E402
-from drm.csvlog import CsvLog  # noqa: E402
+from drm.cell import config, provenance, rendering, snapshot  # noqa: E402
+from drm.cell.csvlog import CsvLog  # noqa: E402
 from drm.dormant import dormant_ratio  # noqa: E402
 
 EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
@@ -139,8 +139,8 @@ class Cell:
     def build(self) -> None:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
         cfg = self.cfg
-        from drm.dmc import PixelEnv
-        from drm.replay import ReplayBuffer
+        from drm.cell.dmc import PixelEnv
+        from drm.cell.replay import ReplayBuffer
 
         seed_everything(cfg.seed)
         env_args = dict(action_repeat=cfg.action_repeat, frame_stack=cfg.frame_stack,

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from drm import snapshot
-from drm.replay import ReplayBuffer
+from drm.cell import snapshot
+from drm.cell.replay import ReplayBuffer
 from helpers import read_csv, without_wall_clock
 from test_replay import GAMMA, fake_episodes
 
@@ -122,7 +122,7 @@ def kill_after_snapshots(monkeypatch, count: int):
 
 
 def cell(out, **overrides):
-    from drm import config
+    from drm.cell import config
     from drm.train import Cell
 
     cfg = config.compose("drqv2", "cartpole_balance", {**SHORT, **overrides})

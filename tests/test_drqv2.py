@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from baselines import schedule, utils
 from baselines.drqv2 import DrQV2Agent
-from drm import presets
+from drm.cell import presets
 from drm.dormant import dormant_ratio
 
 

@@ -1,4 +1,4 @@
-"""The workflow's grid logic (drm/grid.py), without Snakemake."""
+"""The workflow's grid logic (workflow/scripts/grid.py), without Snakemake."""
 import os
 import shlex
 from pathlib import Path
@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drm import grid
+import grid
 
 CONFIG = {
     "agents": ["drm", "drqv2"], "tasks": ["hopper_hop", "dog_run"], "seeds": [1, 2],

@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from drm.dmc import TimeStep
-from drm.replay import ReplayBuffer
+from drm.cell.dmc import TimeStep
+from drm.cell.replay import ReplayBuffer
 
 GAMMA = 0.9
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from drm import results
+from drm.analysis import results
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published" / "drqv2"
@@ -76,7 +76,7 @@ def test_harness_run_with_dormant_ratio_averaged_between_evaluations(tmp_path):
 def test_unfinished_and_missing_runs_are_left_out_and_said(tmp_path, caplog):
     write_run(tmp_path, "drm", "cheetah_run", 1)
     write_run(tmp_path, "drm", "cheetah_run", 2, finished=False)
-    with caplog.at_level(logging.INFO, logger="drm.results"):
+    with caplog.at_level(logging.INFO, logger="drm.analysis.results"):
         imported = load_harness(tmp_path, seeds=(1, 2, 3))
     assert imported.tidy["seed"].unique().tolist() == [1]
     assert imported.skipped[["seed", "problem"]].values.tolist() == [
@@ -165,7 +165,7 @@ def test_skip_bad_runs_keeps_the_others_and_lists_the_skipped(tmp_path):
                   aggregate=dict(reps=50, profile_reps=20, published=PUBLISHED_SOURCE))
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "drm.aggregate", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
+    cmd = [sys.executable, "-m", "drm.analysis.aggregate", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
            "--out", str(tmp_path / "agg")]
     failed = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert failed.returncode == 1

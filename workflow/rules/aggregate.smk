@@ -50,7 +50,7 @@ rule plot:
     log:
         "results/logs/plot.log",
     shell:
-        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1; "
+        "python -m drm.analysis.plot --aggregate results/aggregate --out results/figures > {log} 2>&1; "
         "grep '^claim' {log} || true"  # the verdicts, one line each
 
 
@@ -64,5 +64,5 @@ rule figures:
     log:
         "results/logs/figures.log",
     shell:
-        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1 "
+        "python -m drm.analysis.plot --aggregate results/aggregate --out results/figures > {log} 2>&1 "
         "|| (cat {log} >&2; exit 1); grep '^claim' {log} || true"  # the verdicts, one line each

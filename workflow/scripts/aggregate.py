@@ -1,4 +1,4 @@
-"""The `aggregate` rule: hands the workflow's config to `python -m drm.aggregate`."""
+"""The `aggregate` rule: hands the workflow's config to `python -m drm.analysis.aggregate`."""
 import contextlib
 import logging
 import sys
@@ -6,13 +6,13 @@ import tempfile
 
 import yaml
 
-from drm import aggregate
+from drm.analysis import aggregate
 
 config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate", "claims")}
 # The bootstrap's progress (a line per call) also goes to the terminal: it can take minutes.
 progress = logging.StreamHandler(sys.stderr)
 progress.setFormatter(logging.Formatter("aggregate: %(message)s"))
-logging.getLogger("drm.stats.progress").addHandler(progress)
+logging.getLogger("drm.analysis.stats.progress").addHandler(progress)
 with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg, open(snakemake.log[0], "w") as log:
     yaml.safe_dump(config, cfg)
     cfg.flush()

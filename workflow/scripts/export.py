@@ -1,8 +1,8 @@
-"""The `export` rule: the grid's finished runs into results/export/ (drm/export.py)."""
+"""The `export` rule: the grid's finished runs into results/export/ (drm/analysis/export.py)."""
 import contextlib
 from pathlib import Path
 
-from drm import export
+from drm.analysis import export
 
 with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     table = export.export("results/runs", snakemake.config["agents"], snakemake.config["tasks"],

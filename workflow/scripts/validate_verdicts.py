@@ -2,7 +2,7 @@
 import logging
 import sys
 
-from drm import results, validation
+from drm.analysis import results, validation
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(name)s: %(message)s")
 reference = validation.parse_reference(snakemake.params.reference)

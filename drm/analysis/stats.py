@@ -34,7 +34,7 @@ import scipy.stats
 from rliable import library as rly
 from rliable import metrics
 
-from drm.results import HARNESS, MAX_RETURN
+from drm.analysis.results import HARNESS, MAX_RETURN
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger(__name__ + ".progress")  # one line per bootstrap call

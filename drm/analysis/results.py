@@ -98,7 +98,7 @@ def _row_problems(df: pd.DataFrame, dormant_col: str | None, reward: bool = True
     if "task" in df.columns:
         flag(~df["task"].isin(DMC_TASKS),
              lambda i: f"task {df.at[i, 'task']!r} is unknown to the normalizer "
-                       "(drm.results.DMC_TASKS: DMC returns / 1000)")
+                       "(drm.analysis.results.DMC_TASKS: DMC returns / 1000)")
     if dormant_col is not None:
         dormant = pd.to_numeric(df[dormant_col], errors="coerce")
         flag(dormant.isna() & df[dormant_col].notna(),
@@ -169,7 +169,7 @@ def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
     eval_path = run_dir / "eval.csv"
     if task not in DMC_TASKS:
         raise RunFileError(eval_path, None, f"task {task!r} (from the run directory) is unknown to "
-                                            "the normalizer (drm.results.DMC_TASKS)", run)
+                                            "the normalizer (drm.analysis.results.DMC_TASKS)", run)
     if not eval_path.exists():
         raise RunFileError(eval_path, None, "missing (the run has meta.json but no eval.csv)", run)
     ev = _read_csv(eval_path)

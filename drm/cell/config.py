@@ -5,14 +5,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from drm import presets
+from drm.cell import presets
 
-CFG_DIR = Path(__file__).resolve().parent / "cfg"
+CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
 AGENTS = ("drqv2", "drm", "alix")
 # Keys that may differ between the start and the resumption of one run.
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
-# warned about (drm.snapshot.compute_settings), not refused.
+# warned about (drm.cell.snapshot.compute_settings), not refused.
 RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
@@ -72,7 +72,7 @@ def check_command_line(args: list[str]) -> list[str]:
 
 def resolve(cfg: DictConfig) -> DictConfig:
     """Fill keys left at null from the task's official settings; user values win."""
-    from drm.dmc import parse_task
+    from drm.cell.dmc import parse_task
 
     if cfg.agent.name not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent.name!r}; valid agents: {', '.join(AGENTS)}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from drm.dmc import TimeStep
+from drm.cell.dmc import TimeStep
 
 
 class ReplayBuffer:

@@ -1,9 +1,8 @@
-"""`python -m drm.bench [--json]`: what one training cell costs on this machine.
+"""The cell benchmark (`python -m drm.bench [--json]`): what one training cell costs on this machine.
 
 Targets (issue 3): replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update;
 end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4
-frames) at batch 256. `--aggregate` runs the statistics benchmark instead (drm.bench_aggregate),
-`--parse` the workflow's parse time on the paper grid (drm.bench_parse).
+frames) at batch 256.
 """
 import argparse
 import json
@@ -13,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from drm.allocator import restart_with_allocator_env
 
 TASK = "cheetah_run"
 
@@ -36,13 +34,13 @@ def micro(reps: int) -> dict:
     import numpy as np
     import torch
 
-    from drm import rendering
+    from drm.cell import rendering
 
     rendering.choose_backend()
     from baselines.drqv2 import DrQV2Agent
-    from drm.dmc import PixelEnv
+    from drm.cell.dmc import PixelEnv
     from drm.dormant import dormant_ratio
-    from drm.replay import ReplayBuffer
+    from drm.cell.replay import ReplayBuffer
 
     env = PixelEnv(TASK, seed=1)
     ts = env.reset()
@@ -102,13 +100,6 @@ def main(argv=None) -> None:
     parser.add_argument("--aggregate", action="store_true", help="benchmark the statistics instead")
     parser.add_argument("--parse", action="store_true",
                         help="benchmark the workflow's parse time (snakemake -n all) instead")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    for mode in ("--parse", "--aggregate"):  # their own options (e.g. --reps) are theirs, not ours
-        if mode in argv:
-            import importlib
-
-            module = importlib.import_module(f"drm.bench_{mode[2:]}")
-            return module.main([a for a in argv if a != mode])
     args = parser.parse_args(argv)
 
     result = micro(args.reps)
@@ -134,8 +125,3 @@ def main(argv=None) -> None:
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
         print(f"{name:<{width}}  {value}")
-
-
-if __name__ == "__main__":
-    restart_with_allocator_env("drm.bench")
-    main()

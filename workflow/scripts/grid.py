@@ -11,7 +11,7 @@ import shlex
 import shutil
 import subprocess
 
-from drm import config as cell_config
+from drm.cell import config as cell_config
 
 REPLAY_BYTES_PER_STEP = 21_400  # one 3x84x84 frame plus action, reward, discount, episode index
 
@@ -28,7 +28,7 @@ def task_names() -> dict:
     if unset:
         os.environ["MUJOCO_GL"] = "disabled"
     try:
-        from drm.dmc import task_names as names
+        from drm.cell.dmc import task_names as names
 
         return names()
     finally:

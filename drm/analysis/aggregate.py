@@ -1,14 +1,14 @@
-"""`python -m drm.aggregate`: the workflow's `aggregate` target.
+"""`python -m drm.analysis.aggregate`: the workflow's `aggregate` target.
 
 Reads only the `agents`, `tasks`, `seeds` and `aggregate` keys of a workflow config, imports the
-harness's runs and the published data, and writes everything `python -m drm.plot` needs, so
+harness's runs and the published data, and writes everything `python -m drm.analysis.plot` needs, so
 that figures are re-drawn without re-sampling:
 
     OUT/tidy.csv        every evaluation of every run (results.TIDY_COLUMNS)
     OUT/scores.csv      the runs the estimates use: source, agent, task, seed, frames, score
     OUT/estimates.csv   source, agent, metric, frames, estimate, ci_low, ci_high, reps
     OUT/skipped.csv     runs left out (bad, unfinished, missing), with file, line and problem
-    OUT/claims.csv      the claims of the config's `claims:` file as verdicts (drm.claims)
+    OUT/claims.csv      the claims of the config's `claims:` file as verdicts (drm.analysis.claims)
     OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last); bootstrap/
                         holds each bootstrap's result, so a re-run only computes what changed
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from drm import claims, results, stats
+from drm.analysis import claims, results, stats
 
 log = logging.getLogger(__name__)
 
@@ -135,7 +135,7 @@ def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Resul
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drm.aggregate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m drm.analysis.aggregate", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True,
                         help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
     parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")

@@ -19,7 +19,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from drm.results import HARNESS, MAX_RETURN  # noqa: E402  (not drm.stats: rliable's imports cost a second)
+from drm.analysis.results import HARNESS, MAX_RETURN  # noqa: E402  (not drm.analysis.stats: rliable's imports cost a second)
 
 FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
            "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
@@ -93,7 +93,7 @@ def load_cache(agg_dir) -> Cache:
     missing = [str(p) for p in need if not p.exists()]
     if missing:
         raise CacheMissing(f"no aggregate cache ({', '.join(missing)} missing): "
-                           "run `snakemake aggregate` first (or python -m drm.aggregate)")
+                           "run `snakemake aggregate` first (or python -m drm.analysis.aggregate)")
     return Cache(json.loads(need[0].read_text()), *(pd.read_csv(p) for p in need[1:]))
 
 
