@@ -140,7 +140,7 @@ class Cell:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
         cfg = self.cfg
         from drm.cell.dmc import PixelEnv
-        from drm.cell.replay import ReplayBuffer
+        from drm.cell.replay import FRAME_SHAPE, ReplayBuffer
 
         seed_everything(cfg.seed)
         env_args = dict(action_repeat=cfg.action_repeat, frame_stack=cfg.frame_stack,
@@ -153,7 +153,7 @@ class Cell:
         self.agent = hydra.utils.instantiate(
             agent_cfg, obs_shape=self.train_env.obs_shape, action_shape=self.train_env.action_shape,
             device=str(self.device), dormant_ratio_fn=dormant_ratio)
-        self.replay = ReplayBuffer(cfg.replay_buffer_size, (3, 84, 84), self.train_env.action_shape,
+        self.replay = ReplayBuffer(cfg.replay_buffer_size, FRAME_SHAPE, self.train_env.action_shape,
                                    cfg.frame_stack, cfg.nstep, cfg.discount, seed=cfg.seed,
                                    sample_running_episode=cfg.agent.replay_sample_running_episode)
         self.agent_columns = list(self.agent.log_columns())

@@ -62,8 +62,8 @@ def published(args) -> int:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.bench --aggregate",
                                      description=__doc__.split("\n")[0])
-    parser.add_argument("--reps", type=int, help=f"default {aggregate.DEFAULTS['reps']:,}")
-    parser.add_argument("--profile-reps", type=int, help=f"default {aggregate.DEFAULTS['profile_reps']:,}")
+    parser.add_argument("--reps", type=int, help=f"default {aggregate.defaults()['reps']:,}")
+    parser.add_argument("--profile-reps", type=int, help=f"default {aggregate.defaults()['profile_reps']:,}")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--keep", type=Path, help="write the grid, aggregate and figures here")
     parser.add_argument("--published", action="store_true",
@@ -73,8 +73,8 @@ def main(argv=None) -> int:
     logging.getLogger("absl").setLevel(logging.WARNING)
     if args.published:
         return published(args)
-    args.reps = args.reps or aggregate.DEFAULTS["reps"]
-    args.profile_reps = args.profile_reps or aggregate.DEFAULTS["profile_reps"]
+    args.reps = args.reps or aggregate.defaults()["reps"]
+    args.profile_reps = args.profile_reps or aggregate.defaults()["profile_reps"]
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         runs, agg, figs = root / "runs", root / "aggregate", root / "figures"

@@ -9,9 +9,9 @@ RULES = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
 sys.path.insert(0, str(RULES.parent / "scripts"))
 import grid  # noqa: E402  (workflow/scripts/grid.py)
 from drm.analysis import claims  # noqa: E402
-from drm.cell.config import AGENTS  # noqa: E402
+from drm.cell.config import AGENTS, RUN_DIR, RUNS  # noqa: E402
 
-RUN = "results/runs/{agent}/{task}/seed{seed}"
+RUN = f"{RUNS}/{RUN_DIR}"  # a cell's folder, with the wildcards agent, task and seed
 SCHEMA = "../schemas/config.schema.yaml"
 
 with open(RULES / SCHEMA) as schema:
@@ -44,7 +44,7 @@ onstart:
 
 
 def grid_outputs(name):
-    return [f"results/runs/{a}/{t}/seed{s}/{name}" for a, t, s in grid.cells(config)]
+    return [f"{RUN}/{name}".format(agent=a, task=t, seed=s) for a, t, s in grid.cells(config)]
 
 
 def _cell(wildcards):
