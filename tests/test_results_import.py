@@ -179,3 +179,23 @@ def test_skip_bad_runs_keeps_the_others_and_lists_the_skipped(tmp_path):
     scores = pd.read_csv(tmp_path / "agg" / "scores.csv")
     assert sorted(map(tuple, scores[["source", "seed"]].values.tolist())) == \
         [("drqv2_published", s) for s in range(1, 11)] + [("harness", 1)]
+
+
+@pytest.mark.parametrize("key, recorded", [("agent", "drqv2"), ("task", "walker_run"), ("seed", 2)])
+def test_a_run_whose_meta_disagrees_with_its_folder_is_refused(tmp_path, key, recorded):
+    run = write_run(tmp_path, "drm", "cheetah_run", 1)
+    meta = {"agent": "drm", "task": "cheetah_run", "seed": 1, key: recorded}
+    (run / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(results.RunFileError) as info:
+        load_harness(tmp_path)
+    assert str(info.value) == (f"{run / 'meta.json'}: records {key} {recorded!r} but lies in the "
+                               f"folder of {key} {dict(agent='drm', task='cheetah_run', seed=1)[key]!r} "
+                               "(a misplaced run)")
+    assert len(load_harness(tmp_path, skip=True).skipped) == 1
+
+
+def test_a_run_whose_meta_agrees_or_records_nothing_is_imported(tmp_path):
+    run = write_run(tmp_path, "drm", "cheetah_run", 1)
+    (run / "meta.json").write_text(json.dumps({"agent": "drm", "task": "cheetah_run", "seed": 1}))
+    write_run(tmp_path, "drm", "cheetah_run", 2)  # an older run's meta.json: no agent, task, seed
+    assert len(load_harness(tmp_path, seeds=(1, 2)).tidy) == 6
