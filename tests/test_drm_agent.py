@@ -1,4 +1,4 @@
-"""DrM's mechanisms (drm/agent.py) against hand-computed values (agents.md 2.3-2.6).
+"""DrM's mechanisms (drm/agent.py) against hand-computed values (docs/agents.md §2.3-2.6).
 
 Agents are tiny (feature_dim 4, hidden 16) on real 9x84x84 observations, on the CPU; one is
 built per module and deep-copied for each test.

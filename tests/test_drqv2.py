@@ -1,4 +1,4 @@
-"""DrQ-v2's pieces, value by value against agents.md section 1."""
+"""DrQ-v2's pieces, value by value against docs/agents.md §1."""
 import numpy as np
 import pytest
 import torch

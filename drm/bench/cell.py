@@ -1,8 +1,8 @@
 """The cell benchmark (`python -m drm.bench [--json]`): what one training cell costs on this machine.
 
-Targets (issue 3): replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update;
-end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4
-frames) at batch 256.
+Targets (the README's Benchmarks): replay <= 21.7 KB per transition; the dormant ratio <= 3% of
+an update; end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update
+per 4 frames) at batch 256.
 """
 import argparse
 import json
