@@ -7,6 +7,10 @@
 #   snakemake --cores 1 export                                the grid's runs as a dataset (results/export/)
 # The config keys are described in workflow/schemas/config.schema.yaml; the README has the rest.
 
+from snakemake.utils import min_version
+
+min_version("9.0")  # pyproject.toml: snakemake>=9,<10
+
 configfile: "config/config.yaml"
 
 report: "workflow/report/workflow.rst"  # the report opens on this, then the figures

@@ -1,6 +1,6 @@
 """A-LIX (Cetin et al., ICML 2022), as `Aladoro/Stabilizing-Off-Policy-RL` (commit 34665c80) computes it.
 
-Read next to agents.md section 3. A-LIX is DrQ-v2 with three changes:
+Read next to docs/agents.md §3. A-LIX is DrQ-v2 with three changes:
   * no image augmentation (the official `NoShiftAug`);
   * an encoder with a LIX (local signal mixing) layer after every Conv+ReLU, the four layers
     sharing one smoothing strength S (official `AllFeatTiedRegularizedEncoder`);

@@ -1,6 +1,6 @@
 """DrQ-v2 (Yarats et al., 2021), as `facebookresearch/drqv2` (commit c0c650b7) computes it.
 
-Read next to agents.md section 1. Shapes: obs are uint8 (9, 84, 84) frame stacks; the encoder
+Read next to docs/agents.md §1. Shapes: obs are uint8 (9, 84, 84) frame stacks; the encoder
 maps them to 32*35*35 = 39,200 features shared by actor and critic; only the critic loss
 trains the encoder.
 """

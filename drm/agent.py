@@ -1,6 +1,6 @@
 """DrM (Xu et al., ICLR 2024), as `XuGW-Kevin/DrM` (commit 317116a0, `agents/drm.py`) computes it.
 
-Read next to agents.md section 2 and the paper's section 3. DrM is DrQ-v2 plus three
+Read next to docs/agents.md §2 and the paper's section 3. DrM is DrQ-v2 plus three
 mechanisms, all driven by the actor's dormant ratio beta (drm/dormant.py):
 
 1. perturbation: every `dormant_perturb_interval` agent steps, soft-reset the Linear layers
@@ -10,7 +10,7 @@ mechanisms, all driven by the actor's dormant ratio beta (drm/dormant.py):
 3. exploitation: a V network fitted by expectile regression to min(Q1, Q2) is blended into the
    critic target, with a weight lambda that switches on as beta falls (`critic_target_value`).
 
-One `update` runs the official order (agents.md 2.6): perturb, encode, beta and awakening,
+One `update` runs the official order (docs/agents.md §2.6): perturb, encode, beta and awakening,
 V, critic, actor, target critic.
 """
 import copy
@@ -265,7 +265,7 @@ class DrMAgent(DrQV2Agent):
         lam = self.exploit_lambda()
         return lam * self.value_predictor(next_obs) + (1 - lam) * explore
 
-    # ---- one update, in the official order (agents.md 2.6) ------------------------------
+    # ---- one update, in the official order (docs/agents.md §2.6) ------------------------------
     def update(self, batch, step: int) -> dict:
         if self.use_perturb and step % self.dormant_perturb_interval == 0:
             self.perturb()  # uses the previous update's beta

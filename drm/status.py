@@ -36,7 +36,10 @@ from pathlib import Path
 
 import yaml
 
-from drm import grid
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the workflow's grid logic
+import grid  # noqa: E402
+from drm.cell.config import RUNS, run_dir  # noqa: E402
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (.*)$")
 EPISODE = re.compile(r"\bepisode \d+ frame=(\d+) .*fps=([\d.]+)")
@@ -238,7 +241,7 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     cells = []
     budgets = None
     for agent, task, seed in grid.cells(config):
-        run = root / "results" / "runs" / agent / task / f"seed{seed}"
+        run = root / RUNS / run_dir(agent, task, seed)
         log = root / "results" / "logs" / "train" / agent / task / f"seed{seed}.log"
         cell = inspect(Cell(agent, task, seed), run, log, queue, now, stale_minutes)
         if cell.total is None:
@@ -282,7 +285,7 @@ def main(argv=None) -> int:
     parser.add_argument("--stale-minutes", type=float, default=STALE_MINUTES,
                         help="a cell whose logs are older than this (or 3x its log interval) is not running")
     args = parser.parse_args(argv)
-    schema = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     try:
         config = load_config([args.root / "config" / "config.yaml", *args.configfile], schema)
         cells = status(config, args.root, stale_minutes=args.stale_minutes)

@@ -1,6 +1,6 @@
 """One training cell: `python -m drm.train agent=<drqv2|drm|alix> task=<task> seed=<int> out_dir=<dir>`.
 
-DrQ-v2's training loop (agents.md 1.7), made resumable. While it runs, the growing CSVs, the
+DrQ-v2's training loop (docs/agents.md §1.7), made resumable. While it runs, the growing CSVs, the
 snapshot and nothing else live in `<out_dir>/work/`; when it ends, `eval.csv`, `train.csv` and
 `meta.json` are published into `<out_dir>` and `work/` is removed. Killed at any moment and
 started again with the same command, it continues from the last snapshot (taken between
@@ -19,7 +19,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from drm.allocator import restart_with_allocator_env
+from drm.cell.allocator import restart_with_allocator_env
 
 if __name__ == "__main__":
     restart_with_allocator_env("drm.train")
@@ -31,8 +31,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from drm import config, provenance, rendering, snapshot  # noqa: E402
-from drm.csvlog import CsvLog  # noqa: E402
+from drm.cell import config, provenance, rendering, snapshot  # noqa: E402
+from drm.cell.csvlog import CsvLog  # noqa: E402
 from drm.dormant import dormant_ratio  # noqa: E402
 
 EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
@@ -133,14 +133,23 @@ class Cell:
         self.last_snapshot_frame = 0
         self.snapshot_frame = None  # the frame of the newest intact snapshot on disk, if any
         self.last_eval_step = -1
+        self.last_eval = float("nan")
         self.elapsed_before = 0.0
         self.saved_total = 0  # replay steps already in snapshot chunks
+        progress = str(cfg.progress)
+        self.show_progress = sys.stderr.isatty() if progress == "auto" else progress == "True"
+        self.session_start, self.session_first_frame = time.time(), 0
+        # Built by `build` once out_dir is claimed; the logs gain the agent's columns there.
+        self.train_env = self.eval_env = self.agent = self.replay = None
+        self.agent_columns = []
+        self.eval_log = CsvLog(self.work / "eval.csv", EVAL_COLUMNS)
+        self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS)
 
     def build(self) -> None:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
         cfg = self.cfg
-        from drm.dmc import PixelEnv
-        from drm.replay import ReplayBuffer
+        from drm.cell.dmc import PixelEnv
+        from drm.cell.replay import FRAME_SHAPE, ReplayBuffer
 
         seed_everything(cfg.seed)
         env_args = dict(action_repeat=cfg.action_repeat, frame_stack=cfg.frame_stack,
@@ -153,10 +162,16 @@ class Cell:
         self.agent = hydra.utils.instantiate(
             agent_cfg, obs_shape=self.train_env.obs_shape, action_shape=self.train_env.action_shape,
             device=str(self.device), dormant_ratio_fn=dormant_ratio)
-        self.replay = ReplayBuffer(cfg.replay_buffer_size, (3, 84, 84), self.train_env.action_shape,
+        self.replay = ReplayBuffer(cfg.replay_buffer_size, FRAME_SHAPE, self.train_env.action_shape,
                                    cfg.frame_stack, cfg.nstep, cfg.discount, seed=cfg.seed,
                                    sample_running_episode=cfg.agent.replay_sample_running_episode)
         self.agent_columns = list(self.agent.log_columns())
+        self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS + [
+            c for c in self.agent_columns if c not in TRAIN_COLUMNS])
+
+    def _require_built(self, what: str) -> None:
+        if self.agent is None:
+            raise RuntimeError(f"Cell.{what} needs the agent and the replay: call build() first")
 
     # ---------------------------------------------------------------- out_dir bookkeeping
     def claim_out_dir(self) -> bool:
@@ -213,6 +228,7 @@ class Cell:
         """Replay chunks first, then the state that names how many steps they hold. The snapshot
         being replaced is kept as the fallback, so chunks are pruned only once it no longer needs
         them either."""
+        self._require_built("save_snapshot")
         fallback_total = self.saved_total
         self.replay.save_chunks(self.work / "replay", self.saved_total)
         snapshot.save(self.snapshot_path, {
@@ -232,6 +248,7 @@ class Cell:
         self.replay.prune_chunks(self.work / "replay", fallback_total)
 
     def restore(self) -> None:
+        self._require_built("restore")
         state, used, unreadable = snapshot.load_newest(self.snapshot_path)
         if state is None:
             if unreadable:
@@ -310,8 +327,6 @@ class Cell:
               end="", file=sys.stderr, flush=True)
 
     def run(self) -> None:
-        progress = str(self.cfg.progress)
-        self.show_progress = sys.stderr.isatty() if progress == "auto" else progress == "True"
         out_existed, work_existed = self.out.exists(), self.work.exists()
         if not self.claim_out_dir():
             print(f"{self.out}: this run has already finished; nothing to do", file=sys.stderr)
@@ -347,13 +362,9 @@ class Cell:
 
     def train(self) -> None:
         cfg = self.cfg
-        self.eval_log = CsvLog(self.work / "eval.csv", EVAL_COLUMNS)
-        self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS + [
-            c for c in self.agent_columns if c not in TRAIN_COLUMNS])
         self.session_start = time.time()
         self.restore()
         self.session_first_frame = self.step * self.repeat
-        self.last_eval = float("nan")
         self.log(f"start {cfg.agent.name} {cfg.task} seed={cfg.seed} device={self.device} "
                  f"torch threads={self.threads} ({self.threads_reason}) {self.backend} "
                  f"frame={self.step * self.repeat}/{cfg.num_train_frames}")

@@ -16,7 +16,7 @@ REPO = Path(__file__).resolve().parents[1]
 def pytest_configure(config):
     """Choose the headless rendering backend before any test imports dm_control: the backend is
     fixed at import, and in-process tests build rendering environments."""
-    from drm import rendering
+    from drm.cell import rendering
 
     rendering.choose_backend()
 

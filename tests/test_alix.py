@@ -1,4 +1,4 @@
-"""A-LIX's parts against hand computations (agents.md section 3; baselines/alix.py)."""
+"""A-LIX's parts against hand computations (docs/agents.md §3; baselines/alix.py)."""
 import copy
 import math
 from pathlib import Path

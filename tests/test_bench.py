@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from baselines.drqv2 import DrQV2Agent
-from drm import bench_ceiling
+from drm.bench import ceiling
 from drm.dormant import dormant_ratio
 
 REPO = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ def _conv_forward_flops_per_sample() -> int:
 
 def test_update_flops_equal_the_encoder_counted_by_hand():
     n = 4
-    flops = bench_ceiling.update_flops(_agent(), _batch(n), 10_000)
+    flops = ceiling.update_flops(_agent(), _batch(n), 10_000)
     first, rest = _conv_forward_flops_per_sample()
     # forward on obs (with gradients) and on next_obs (without): 2 x the batch
     assert flops["per_op"]["convolution"] == 2 * n * (first + rest)
@@ -51,17 +51,17 @@ def test_update_flops_equal_the_encoder_counted_by_hand():
 
 
 def test_the_profile_names_the_ops_that_take_the_time():
-    rows = bench_ceiling.profile_update(_agent(), _batch(8), 10_000, reps=1, top=10)
+    rows = ceiling.profile_update(_agent(), _batch(8), 10_000, reps=1, top=10)
     assert len(rows) == 10 and 0 < sum(r["share_pct"] for r in rows) <= 100.0 + 1e-9
     assert "aten::convolution_backward" in [r["op"] for r in rows]
     assert all(r["ms_per_update"] >= 0 and r["calls_per_update"] >= 0 for r in rows)
 
 
 def test_the_cpu_description_and_ceiling_are_this_machines():
-    info = bench_ceiling.cpu_info()
+    info = ceiling.cpu_info()
     assert info["logical_cores"] == os.cpu_count() and info["torch_cpu_capability"]
-    assert set(info["isa"]) <= set(bench_ceiling.ISA_FLAGS)
-    assert bench_ceiling.matmul_gflops(n=256, seconds=0.2) > 0.1
+    assert set(info["isa"]) <= set(ceiling.ISA_FLAGS)
+    assert ceiling.matmul_gflops(n=256, seconds=0.2) > 0.1
 
 
 def _bench(*args, timeout=120):

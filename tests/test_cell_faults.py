@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from drm import snapshot
-from drm.replay import ReplayBuffer
+from drm.cell import snapshot
 from helpers import read_csv, without_wall_clock
-from test_replay import GAMMA, fake_episodes
+from test_replay import fake_episodes, ring
 
 
 def test_an_unreadable_snapshot_falls_back_to_the_previous_one(tmp_path):
@@ -76,11 +75,7 @@ def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
     """Snapshots at 10, 25 and 45 steps of a 20-step ring: pruning for the newest alone would drop
     the chunks [0, 10) and [10, 25) that the one at 25 (the fallback) needs."""
     steps = [ts for episode in fake_episodes([8] * 6) for ts in episode]
-    def ring(seed):
-        return ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=seed,
-                            sample_running_episode=True)
-
-    replay = ring(5)
+    replay = ring(20, seed=5, running=True)
     saved = 0
     for cut in (10, 25, 45):
         for ts in steps[replay.total:cut]:
@@ -88,10 +83,10 @@ def test_the_fallback_snapshot_still_finds_its_replay_chunks(tmp_path):
         fallback, saved = saved, replay.total
         replay.save_chunks(tmp_path, fallback)
         replay.prune_chunks(tmp_path, fallback)
-    at_25 = ring(0)
+    at_25 = ring(20, seed=0, running=True)
     for ts in steps[:25]:
         at_25.add(ts)
-    resumed = ring(0)
+    resumed = ring(20, seed=0, running=True)
     resumed.load_chunks(tmp_path, 25, at_25.finished_total)
     for x, y in zip(at_25.sample(64), resumed.sample(64)):
         np.testing.assert_array_equal(x, y)
@@ -122,7 +117,7 @@ def kill_after_snapshots(monkeypatch, count: int):
 
 
 def cell(out, **overrides):
-    from drm import config
+    from drm.cell import config
     from drm.train import Cell
 
     cfg = config.compose("drqv2", "cartpole_balance", {**SHORT, **overrides})
@@ -181,17 +176,24 @@ def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, k
     assert len((out / "work" / "starts.jsonl").read_text().splitlines()) == 2
 
 
-def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
-    out = tmp_path / "cell"
-    save = kill_after_snapshots(monkeypatch, 2)
+def resume_from_a_spoiled_snapshot(out, monkeypatch, snapshots: int, spoil, uninterrupted) -> None:
+    """Kill the cell after its N-th snapshot, spoil what it left, run it again: it must end with
+    the files of an uninterrupted run."""
+    save = kill_after_snapshots(monkeypatch, snapshots)
     with pytest.raises(Killed):
         cell(out).run()
     monkeypatch.setattr(snapshot, "save", save)
-    newest = out / "work" / "snapshot.pt"
-    newest.write_bytes(newest.read_bytes()[:1000])
+    spoil()
     cell(out).run()
     for name in ("eval.csv", "train.csv"):
         assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+
+
+def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    newest = out / "work" / "snapshot.pt"
+    resume_from_a_spoiled_snapshot(out, monkeypatch, 2, lambda: newest.write_bytes(newest.read_bytes()[:1000]),
+                                   uninterrupted)
     assert (f"warning: {newest} cannot be read (PytorchStreamReader failed reading zip archive: failed "
             "finding central directory); moved to snapshot.pt.unreadable; resumed from snapshot.prev.pt "
             "at frame 100") in (out / "train.log").read_text()
@@ -200,13 +202,20 @@ def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp
 
 def test_with_no_readable_snapshot_the_run_starts_again_and_says_so(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
-    save = kill_after_snapshots(monkeypatch, 1)
-    with pytest.raises(Killed):
-        cell(out).run()
-    monkeypatch.setattr(snapshot, "save", save)
-    (out / "work" / "snapshot.pt").write_bytes(b"not a snapshot")
-    cell(out).run()
-    for name in ("eval.csv", "train.csv"):
-        assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
+    resume_from_a_spoiled_snapshot(out, monkeypatch, 1,
+                                   lambda: (out / "work" / "snapshot.pt").write_bytes(b"not a snapshot"),
+                                   uninterrupted)
     assert ("; no readable snapshot is left, so the run starts again from frame 0"
             in (out / "train.log").read_text())
+
+
+def test_a_cell_is_complete_when_constructed(tmp_path, keep_torch_threads):
+    fresh = cell(tmp_path / "cell", progress=False)
+    (tmp_path / "cell").mkdir()
+    fresh.log("a line before the run")  # what log and warn need exists from the start
+    fresh.warn("a warning before the run")
+    assert "a warning before the run" in (tmp_path / "cell" / "train.log").read_text()
+    assert fresh.eval_log.rows == fresh.train_log.rows == 0 and fresh.last_eval != fresh.last_eval
+    for method in (fresh.restore, fresh.save_snapshot):
+        with pytest.raises(RuntimeError, match="call build\\(\\) first"):
+            method()

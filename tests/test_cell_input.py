@@ -60,14 +60,14 @@ def test_an_out_dir_with_another_config_is_refused_and_kept(tmp_path):
 
 
 def test_a_user_set_rendering_backend_is_respected(monkeypatch):
-    from drm import rendering
+    from drm.cell import rendering
 
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert rendering.choose_backend() == "MUJOCO_GL=osmesa (set by the user)"
 
 
 def test_without_a_backend_one_is_chosen_and_named(monkeypatch):
-    from drm import rendering
+    from drm.cell import rendering
 
     monkeypatch.delenv("MUJOCO_GL", raising=False)
     line = rendering.choose_backend()
@@ -80,13 +80,13 @@ def test_without_a_backend_one_is_chosen_and_named(monkeypatch):
 def refusal(monkeypatch, capsys, *args, one_line=True, **overrides) -> str:
     """The error of the cell's entry point, run in this process with the environment class
     replaced: a refusal that came only after building an environment fails the test."""
-    import drm.dmc
+    import drm.cell.dmc
     import drm.train
 
     def built(*args, **kwargs):
         raise AssertionError("an environment was built before the refusal")
 
-    monkeypatch.setattr(drm.dmc, "PixelEnv", built)
+    monkeypatch.setattr(drm.cell.dmc, "PixelEnv", built)
     command = cell_command(overrides.pop("out_dir"), "drqv2", **overrides)[3:] + list(args)
     monkeypatch.setattr(sys, "argv", ["drm.train", *command])
     with pytest.raises(SystemExit) as stopped:
@@ -109,7 +109,7 @@ def test_unknown_keys_are_refused_with_or_without_plus(tmp_path, monkeypatch, ca
 
 
 def test_a_plus_before_a_known_key_is_dropped_and_hydra_flags_pass():
-    from drm import config
+    from drm.cell import config
 
     assert config.check_command_line(["agent=drm", "+num_train_frames=2000", "agent.expectile=0.8",
                                       "--cfg", "job", "hydra.run.dir=."]) == [
@@ -119,7 +119,7 @@ def test_a_plus_before_a_known_key_is_dropped_and_hydra_flags_pass():
 def test_an_unquoted_schedule_is_read_as_the_string_it_is(tmp_path, monkeypatch, capsys):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from drm import config
+    from drm.cell import config
 
     args = config.check_command_line(["agent=drm", "agent.stddev_schedule=step_linear(1,0.1,5,0.05,9)",
                                       "stddev_schedule=linear(1.0,0.1,500)"])

@@ -11,8 +11,8 @@ import pytest
 import scipy.stats
 import yaml
 
-from drm import aggregate, claims, export, results, stats
-from drm.bench_aggregate import write_run
+from drm.analysis import aggregate, claims, export, results, stats
+from drm.analysis.synthetic import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published" / "drqv2"

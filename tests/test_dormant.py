@@ -1,4 +1,4 @@
-"""The actor dormant ratio (drm/dormant.py) against counts done by hand (agents.md 2.2).
+"""The actor dormant ratio (drm/dormant.py) against counts done by hand (docs/agents.md §2.2).
 
 Official rule: every nn.Linear counts (output layer included); per unit m_i = mean over the
 batch of |h_i|; dormant iff m_i < tau * mean_i(m_i) (strict); hidden layers are seen after

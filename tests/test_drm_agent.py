@@ -1,4 +1,4 @@
-"""DrM's mechanisms (drm/agent.py) against hand-computed values (agents.md 2.3-2.6).
+"""DrM's mechanisms (drm/agent.py) against hand-computed values (docs/agents.md §2.3-2.6).
 
 Agents are tiny (feature_dim 4, hidden 16) on real 9x84x84 observations, on the CPU; one is
 built per module and deep-copied for each test.
@@ -335,7 +335,7 @@ def test_config_file_has_official_defaults():
 
 
 def test_presets_fill_the_per_task_keys():
-    from drm.presets import task_settings
+    from drm.cell.presets import task_settings
 
     assert task_settings("drm", "humanoid_run")["agent.max_perturb_factor"] == 0.6
     assert task_settings("drm", "dog_trot")["agent.max_perturb_factor"] == 0.9

@@ -1,4 +1,4 @@
-"""DrQ-v2's pieces, value by value against agents.md section 1."""
+"""DrQ-v2's pieces, value by value against docs/agents.md §1."""
 import numpy as np
 import pytest
 import torch
@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from baselines import schedule, utils
 from baselines.drqv2 import DrQV2Agent
-from drm import presets
+from drm.cell import presets
 from drm.dormant import dormant_ratio
 
 

@@ -7,7 +7,7 @@ import torch
 
 from baselines.alix import ALIXAgent
 from baselines.drqv2 import DrQV2Agent
-from drm import config, provenance
+from drm.cell import config, provenance
 from drm.agent import DrMAgent
 from drm.train import check_determinism_possible, configure_determinism
 

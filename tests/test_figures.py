@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
-from drm import aggregate, figures
-from drm.bench_aggregate import make_grid
+from drm.analysis import aggregate, figures
+from drm.analysis.synthetic import make_grid
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published" / "drqv2"
@@ -33,11 +33,11 @@ def grid_aggregate(tmp_path_factory):
 
 
 def test_plot_cli_draws_every_figure_as_png_and_pdf(grid_aggregate, tmp_path):
-    done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(grid_aggregate),
+    done = subprocess.run([sys.executable, "-m", "drm.analysis.plot", "--aggregate", str(grid_aggregate),
                            "--out", str(tmp_path)], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr
     expected = sorted([f"{name}.{ext}" for name in figures.FIGURES for ext in ("png", "pdf")]
-                      + ["claims.csv"])  # the report's verdict table (drm.claims.show)
+                      + ["claims.csv"])  # the report's verdict table (drm.analysis.claims.show)
     assert sorted(p.name for p in tmp_path.iterdir()) == expected
     for name in figures.FIGURES:
         image = matplotlib.image.imread(tmp_path / f"{name}.png")
@@ -49,12 +49,12 @@ def test_redrawing_never_resamples(grid_aggregate, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("figures must not bootstrap")
     monkeypatch.setattr("rliable.library.get_interval_estimates", refuse)
-    monkeypatch.setattr("drm.stats.interval_estimate", refuse)
+    monkeypatch.setattr("drm.analysis.stats.interval_estimate", refuse)
     assert len(figures.draw_all(grid_aggregate, tmp_path)) == 2 * len(figures.FIGURES)
 
 
 def test_missing_cache_fails_with_the_command_to_run(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "drm.plot", "--aggregate", str(tmp_path / "none"),
+    done = subprocess.run([sys.executable, "-m", "drm.analysis.plot", "--aggregate", str(tmp_path / "none"),
                            "--out", str(tmp_path / "figs")], capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 2
     assert "run `snakemake aggregate` first" in done.stderr

@@ -1,4 +1,5 @@
-"""The workflow's grid logic (drm/grid.py), without Snakemake."""
+"""The workflow's grid logic (workflow/scripts/grid.py), without Snakemake."""
+import math
 import os
 import shlex
 from pathlib import Path
@@ -6,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from drm import grid
+import grid
+from drm.cell.replay import ReplayBuffer
 
 CONFIG = {
     "agents": ["drm", "drqv2"], "tasks": ["hopper_hop", "dog_run"], "seeds": [1, 2],
@@ -86,6 +88,32 @@ def test_cells_differing_only_by_seed_share_one_composed_config():
     cells = grid.compose_all(CONFIG)
     assert cells[("drqv2", "hopper_hop", 1)] is cells[("drqv2", "hopper_hop", 2)]
     assert cells[("drm", "dog_run", 1)] is not cells[("drm", "dog_run", 2)], "a cell override"
+    assert cells[("drm", "dog_run", 2)].seed == 2, "composed with its own seed"
+
+
+def test_every_cell_is_checked_with_its_own_seed(monkeypatch):
+    checked = []
+    monkeypatch.setattr(grid.cell_config, "check_seed", checked.append)
+    grid.compose_all(CONFIG)
+    assert checked.count(1) >= 4 and checked.count(2) >= 4, "every cell's seed, composed or not"
+
+
+@pytest.mark.parametrize("key", ["seed", "task", "agent", "out_dir"])
+@pytest.mark.parametrize("where, train", [
+    ("train.overrides", lambda key: {"overrides": {key: 3}}),
+    ("train.agent_overrides.drm", lambda key: {"agent_overrides": {"drm": {key: 3}}}),
+    ("train.task_overrides.dog_run", lambda key: {"task_overrides": {"dog_run": {key: 3}}}),
+    ("train.cell_overrides['drm/dog_run/2']", lambda key: {"cell_overrides": {"drm/dog_run/2": {key: 3}}}),
+])
+def test_the_grids_own_keys_are_refused_in_override_maps(key, where, train):
+    cfg = with_(train={**CONFIG["train"], "overrides": {}, "agent_overrides": {},
+                       "task_overrides": {}, "cell_overrides": {}, **train(key)})
+    with pytest.raises(grid.ConfigError) as err:
+        grid.compose_all(cfg)
+    message = str(err.value)
+    assert message.startswith(f"{where}: {key!r} (value 3) cannot be overridden; a cell's {key} is ")
+    assert ("results/runs/{agent}/{task}/seed{seed}" if key == "out_dir" else f"{key}s list") in message
+    assert "\n" not in message
 
 
 @pytest.mark.parametrize("train, message", [
@@ -138,7 +166,9 @@ def test_hydra_args_survive_the_shell_and_hydras_grammar():
 def test_resources_follow_the_replay_and_the_frame_budget():
     cells = grid.compose_all(CONFIG)
     dog = cells[("drqv2", "dog_run", 1)]
-    assert grid.mem_mb(dog, 1000) == 1000 + int(1_000_000 * 21_400 / 2**20) + 1
+    per_step = ReplayBuffer.max_bytes_per_step()  # the replay's own figure, about 21.4 KB
+    assert 21_300 < per_step < 21_500
+    assert grid.mem_mb(dog, 1000) == 1000 + math.ceil(1_000_000 * per_step / 2**20)
     uncapped = {**CONFIG["resources"], "max_runtime_minutes": 10**6}
     assert grid.runtime_minutes(dog, uncapped, attempt=1) == 10 * 60 * 1.25 + 10  # 1M frames at 100k/h
     assert grid.runtime_minutes(dog, uncapped, attempt=2) == 10 * 60 * 1.25 * 2 + 10

@@ -26,7 +26,7 @@ def test_the_pins_that_matter_here():
 def test_meta_json_records_the_simulator_versions():
     import importlib.metadata
 
-    from drm import provenance
+    from drm.cell import provenance
 
     versions = provenance.versions()
     for name in ("mujoco", "dm_control", "torch"):

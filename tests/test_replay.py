@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from drm.dmc import TimeStep
-from drm.replay import ReplayBuffer
+from drm.cell.dmc import TimeStep
+from drm.cell.replay import ReplayBuffer
 
 GAMMA = 0.9
 
@@ -23,6 +23,15 @@ def fake_episodes(lengths, action_dim=2, seed=0):
                 first=t == 0, last=t == length))
         episodes.append(steps)
     return episodes
+
+
+def ring(capacity, nstep=3, seed=0, running=False, episodes=()) -> ReplayBuffer:
+    """A replay of 3x4x4 frames and 2-d actions (stacks of 3) holding `episodes`' steps."""
+    replay = ReplayBuffer(capacity, (3, 4, 4), (2,), frame_stack=3, nstep=nstep, discount=GAMMA,
+                          seed=seed, sample_running_episode=running)
+    for ts in (ts for steps in episodes for ts in steps):
+        replay.add(ts)
+    return replay
 
 
 def naive_transitions(episodes, nstep, stack):
@@ -69,11 +78,7 @@ def test_every_sample_is_a_reference_transition_and_all_are_reached(nstep):
 
 
 def test_sampling_is_uniform_over_transitions():
-    episodes = fake_episodes([6, 6])
-    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=2, discount=GAMMA, seed=3,
-                          sample_running_episode=False)
-    for ts in (ts for steps in episodes for ts in steps):
-        replay.add(ts)
+    replay = ring(100, nstep=2, seed=3, episodes=fake_episodes([6, 6]))
     obs, action, *_ = replay.sample(20000)
     counts = {}
     for i in range(len(obs)):
@@ -84,11 +89,7 @@ def test_sampling_is_uniform_over_transitions():
 
 
 def test_stacks_never_cross_episode_boundaries():
-    episodes = fake_episodes([4, 4])
-    replay = ReplayBuffer(100, (3, 4, 4), (2,), frame_stack=3, nstep=1, discount=GAMMA, seed=0,
-                          sample_running_episode=False)
-    for ts in (ts for steps in episodes for ts in steps):
-        replay.add(ts)
+    replay = ring(100, nstep=1, episodes=fake_episodes([4, 4]))
     obs, _, _, _, next_obs = replay.sample(2000)
     for stack in np.concatenate([obs, next_obs]):
         values = stack[::3, 0, 0].astype(int)  # one value per stacked frame: e * 50 + t
@@ -114,11 +115,7 @@ def test_ring_is_bounded_and_forgets_the_oldest_steps():
 def test_snapshot_chunks_rebuild_the_ring_and_only_new_steps_are_written(tmp_path, running):
     steps = [ts for episode in fake_episodes([8] * 7) for ts in episode]
 
-    def ring(seed):
-        return ReplayBuffer(20, (3, 4, 4), (2,), frame_stack=3, nstep=3, discount=GAMMA, seed=seed,
-                            sample_running_episode=running)
-
-    a = ring(5)
+    a = ring(20, seed=5, running=running)
     saved = 0
     for cut in (10, 30, 43):  # three snapshots; the ring (20) wraps between them; 43 is mid-episode
         for ts in steps[a.total:cut]:
@@ -133,11 +130,11 @@ def test_snapshot_chunks_rebuild_the_ring_and_only_new_steps_are_written(tmp_pat
     for ts in steps[43:50]:  # steps after the last snapshot, then a chunk that never completed
         a.add(ts)
     a.save_chunks(tmp_path, saved)
-    b = ring(99)
+    b = ring(20, seed=99, running=running)
     b.load_chunks(tmp_path, 43, finished)
     b.rng.bit_generator.state = a.rng.bit_generator.state
     assert not (tmp_path / "000000000043-000000000050.npz").exists(), "an uncommitted chunk is dropped"
-    a_at_43 = ring(5)
+    a_at_43 = ring(20, seed=5, running=running)
     for ts in steps[:43]:
         a_at_43.add(ts)
     a_at_43.rng.bit_generator.state = a.rng.bit_generator.state

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from drm import results
+from drm.analysis import results
 
 REPO = Path(__file__).resolve().parents[1]
 PUBLISHED = REPO / "results" / "published" / "drqv2"
@@ -76,7 +76,7 @@ def test_harness_run_with_dormant_ratio_averaged_between_evaluations(tmp_path):
 def test_unfinished_and_missing_runs_are_left_out_and_said(tmp_path, caplog):
     write_run(tmp_path, "drm", "cheetah_run", 1)
     write_run(tmp_path, "drm", "cheetah_run", 2, finished=False)
-    with caplog.at_level(logging.INFO, logger="drm.results"):
+    with caplog.at_level(logging.INFO, logger="drm.analysis.results"):
         imported = load_harness(tmp_path, seeds=(1, 2, 3))
     assert imported.tidy["seed"].unique().tolist() == [1]
     assert imported.skipped[["seed", "problem"]].values.tolist() == [
@@ -165,7 +165,7 @@ def test_skip_bad_runs_keeps_the_others_and_lists_the_skipped(tmp_path):
                   aggregate=dict(reps=50, profile_reps=20, published=PUBLISHED_SOURCE))
     cfg = tmp_path / "config.yaml"
     cfg.write_text(yaml.safe_dump(config))
-    cmd = [sys.executable, "-m", "drm.aggregate", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
+    cmd = [sys.executable, "-m", "drm.analysis.aggregate", "--config", str(cfg), "--runs", str(tmp_path / "runs"),
            "--out", str(tmp_path / "agg")]
     failed = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     assert failed.returncode == 1
@@ -179,3 +179,23 @@ def test_skip_bad_runs_keeps_the_others_and_lists_the_skipped(tmp_path):
     scores = pd.read_csv(tmp_path / "agg" / "scores.csv")
     assert sorted(map(tuple, scores[["source", "seed"]].values.tolist())) == \
         [("drqv2_published", s) for s in range(1, 11)] + [("harness", 1)]
+
+
+@pytest.mark.parametrize("key, recorded", [("agent", "drqv2"), ("task", "walker_run"), ("seed", 2)])
+def test_a_run_whose_meta_disagrees_with_its_folder_is_refused(tmp_path, key, recorded):
+    run = write_run(tmp_path, "drm", "cheetah_run", 1)
+    meta = {"agent": "drm", "task": "cheetah_run", "seed": 1, key: recorded}
+    (run / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(results.RunFileError) as info:
+        load_harness(tmp_path)
+    assert str(info.value) == (f"{run / 'meta.json'}: records {key} {recorded!r} but lies in the "
+                               f"folder of {key} {dict(agent='drm', task='cheetah_run', seed=1)[key]!r} "
+                               "(a misplaced run)")
+    assert len(load_harness(tmp_path, skip=True).skipped) == 1
+
+
+def test_a_run_whose_meta_agrees_or_records_nothing_is_imported(tmp_path):
+    run = write_run(tmp_path, "drm", "cheetah_run", 1)
+    (run / "meta.json").write_text(json.dumps({"agent": "drm", "task": "cheetah_run", "seed": 1}))
+    write_run(tmp_path, "drm", "cheetah_run", 2)  # an older run's meta.json: no agent, task, seed
+    assert len(load_harness(tmp_path, seeds=(1, 2)).tidy) == 6

@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 import yaml
 
-from drm import snapshot, status
+from drm.cell import snapshot
+from drm import status
 
 REPO = Path(__file__).resolve().parents[1]
 GRID = """

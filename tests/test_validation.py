@@ -6,8 +6,9 @@ import pytest
 import yaml
 from snakemake.utils import validate as schema_validate
 
-from drm import config as cell_config
-from drm import grid, results, validation, validation_plot
+from drm.cell import config as cell_config
+import grid
+from drm.analysis import results, validation, validation_plot
 from workflow_helpers import REPO, planned_jobs, snakemake, workflow_copy, write_config
 
 REFERENCE = ("drqv2_published", "drqv2")

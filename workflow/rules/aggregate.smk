@@ -5,11 +5,14 @@
 # The claims are evaluated in `aggregate` (claims.csv); `plot` and `figures` print one line per
 # claim from that cache and write the report's verdict table (results/figures/claims.csv).
 
+from drm.analysis.figures import FIGURES  # the figure names, as the library draws them
+
 localrules: aggregate, plot, figures
 
-FIGURE_NAMES = ["aggregate_estimates", "sample_efficiency", "performance_profile",
-                "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
-                "dormant_ratio", "harness_vs_published"]
+AGGREGATE, FIGURE_DIR = "results/aggregate", "results/figures"
+# `plot` and `figures` both re-draw from the cache; the verdicts are then printed, one line each.
+DRAW = (f"python -m drm.analysis.plot --aggregate {AGGREGATE} --out {FIGURE_DIR} > {{log}} 2>&1 "
+        "|| (cat {log} >&2; exit 1); grep '^claim' {log} || true")
 
 
 rule aggregate:
@@ -19,13 +22,13 @@ rule aggregate:
         metas=grid_outputs("meta.json"),
         claims=config["claims"] or [],
     output:
-        tidy="results/aggregate/tidy.csv",
-        scores="results/aggregate/scores.csv",
-        estimates=report("results/aggregate/estimates.csv", caption="../report/estimates.rst",
+        tidy=f"{AGGREGATE}/tidy.csv",
+        scores=f"{AGGREGATE}/scores.csv",
+        estimates=report(f"{AGGREGATE}/estimates.csv", caption="../report/estimates.rst",
                          category="Estimates"),
-        skipped="results/aggregate/skipped.csv",
-        claims="results/aggregate/claims.csv",
-        cache="results/aggregate/cache/meta.json",
+        skipped=f"{AGGREGATE}/skipped.csv",
+        claims=f"{AGGREGATE}/claims.csv",
+        cache=f"{AGGREGATE}/cache/meta.json",
     threads: 8  # processes for the bootstraps (at most --cores); the numbers do not depend on it
     conda:
         "../../environment.yml"
@@ -41,17 +44,16 @@ rule plot:
     input:
         rules.aggregate.output,
     output:
-        [report(f"results/figures/{name}.png", caption=f"../report/{name}.rst", category="Figures")
-         for name in FIGURE_NAMES],
-        [f"results/figures/{name}.pdf" for name in FIGURE_NAMES],
-        report("results/figures/claims.csv", caption="../report/claims.rst", category="Claims"),
+        [report(f"{FIGURE_DIR}/{name}.png", caption=f"../report/{name}.rst", category="Figures")
+         for name in FIGURES],
+        [f"{FIGURE_DIR}/{name}.pdf" for name in FIGURES],
+        report(f"{FIGURE_DIR}/claims.csv", caption="../report/claims.rst", category="Claims"),
     conda:
         "../../environment.yml"
     log:
         "results/logs/plot.log",
     shell:
-        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1; "
-        "grep '^claim' {log} || true"  # the verdicts, one line each
+        DRAW
 
 
 rule figures:
@@ -64,5 +66,4 @@ rule figures:
     log:
         "results/logs/figures.log",
     shell:
-        "python -m drm.plot --aggregate results/aggregate --out results/figures > {log} 2>&1 "
-        "|| (cat {log} >&2; exit 1); grep '^claim' {log} || true"  # the verdicts, one line each
+        DRAW

@@ -1,4 +1,4 @@
-# The grid's runs as a publishable dataset (drm/export.py): per-task curves in the published
+# The grid's runs as a publishable dataset (drm/analysis/export.py): per-task curves in the published
 # DrQ-v2 layout with the dormant ratio beside them, and a provenance table from meta.json. Not
 # part of `all`: `snakemake --cores 1 export` once the grid has finished. (The claims themselves
 # are evaluated in `aggregate`; the claims file is checked in common.smk.)

@@ -1,16 +1,20 @@
-# Config validation and the helpers the rules share; the logic lives in drm/grid.py.
+# Config validation and the helpers the rules share; the logic lives in workflow/scripts/grid.py.
+import sys
 from pathlib import Path
 
 import yaml
 from snakemake.utils import validate
 
-from drm import claims, grid
-from drm.config import AGENTS
+RULES = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
+sys.path.insert(0, str(RULES.parent / "scripts"))
+import grid  # noqa: E402  (workflow/scripts/grid.py)
+from drm.analysis import claims  # noqa: E402
+from drm.cell.config import AGENTS, RUN_DIR, RUNS  # noqa: E402
 
-RUN = "results/runs/{agent}/{task}/seed{seed}"
+RUN = f"{RUNS}/{RUN_DIR}"  # a cell's folder, with the wildcards agent, task and seed
 SCHEMA = "../schemas/config.schema.yaml"
 
-with open(Path(workflow.current_basedir.get_path_or_uri(secret_free=True)) / SCHEMA) as schema:
+with open(RULES / SCHEMA) as schema:
     SCHEMA_DATA = yaml.safe_load(schema)
 grid.check_keys(config, SCHEMA_DATA)  # each check says in one line what is wrong and what is accepted
 grid.check_grid(config)
@@ -40,7 +44,7 @@ onstart:
 
 
 def grid_outputs(name):
-    return [f"results/runs/{a}/{t}/seed{s}/{name}" for a, t, s in grid.cells(config)]
+    return [f"{RUN}/{name}".format(agent=a, task=t, seed=s) for a, t, s in grid.cells(config)]
 
 
 def _cell(wildcards):

@@ -31,5 +31,7 @@ rule train:
         "OMP_NUM_THREADS={threads} MKL_NUM_THREADS={threads} "
         "python workflow/scripts/gpu_slot.py "
         "python -m drm.train agent={wildcards.agent} task={wildcards.task} seed={wildcards.seed} "
-        "out_dir=results/runs/{wildcards.agent}/{wildcards.task}/seed{wildcards.seed} "
+        # The same text as RUN with the wildcards spelled out: the command, and so Snakemake's
+        # record of it, is unchanged, and finished cells are not re-triggered.
+        f"out_dir={RUN.format(agent='{wildcards.agent}', task='{wildcards.task}', seed='{wildcards.seed}')} "
         "progress=false {params.overrides} > {log} 2>&1"

@@ -18,11 +18,11 @@ rule validate_verdicts:
         bands=f"{VALIDATE}/bands.csv",
         verdicts=f"{VALIDATE}/verdict.csv",
     params:
-        reference=config["validate"]["reference"],
-        published=config["aggregate"]["published"],
-        agents=config["agents"],
-        tasks=config["tasks"],
-        seeds=config["seeds"],
+        reference=lookup(dpath="validate/reference", within=config),
+        published=lookup(dpath="aggregate/published", within=config),
+        agents=lookup(dpath="agents", within=config),
+        tasks=lookup(dpath="tasks", within=config),
+        seeds=lookup(dpath="seeds", within=config),
     conda:
         "../../environment.yml"
     log:

@@ -1,23 +1,18 @@
-"""The `aggregate` rule: hands the workflow's config to `python -m drm.aggregate`."""
+"""The `aggregate` rule: the library's aggregation over the rule's config, input and output."""
 import contextlib
 import logging
 import sys
-import tempfile
+from pathlib import Path
 
-import yaml
+from drm.analysis import aggregate
+from drm.cell.config import RUNS
 
-from drm import aggregate
-
-config = {key: snakemake.config.get(key) for key in ("agents", "tasks", "seeds", "aggregate", "claims")}
 # The bootstrap's progress (a line per call) also goes to the terminal: it can take minutes.
 progress = logging.StreamHandler(sys.stderr)
 progress.setFormatter(logging.Formatter("aggregate: %(message)s"))
-logging.getLogger("drm.stats.progress").addHandler(progress)
-with tempfile.NamedTemporaryFile("w", suffix=".yaml") as cfg, open(snakemake.log[0], "w") as log:
-    yaml.safe_dump(config, cfg)
-    cfg.flush()
-    with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        status = aggregate.main(["--config", cfg.name, "--runs", "results/runs",
-                                 "--out", "results/aggregate", "--workers", str(snakemake.threads)])
+logging.getLogger("drm.analysis.stats.progress").addHandler(progress)
+with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+    status = aggregate.run_logged(snakemake.config, RUNS,
+                                  Path(snakemake.output.tidy).parent, workers=snakemake.threads)
 if status:
     sys.exit(f"aggregate failed ({status}); see {snakemake.log[0]}")

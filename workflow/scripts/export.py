@@ -1,10 +1,11 @@
-"""The `export` rule: the grid's finished runs into results/export/ (drm/export.py)."""
+"""The `export` rule: the grid's finished runs into results/export/ (drm/analysis/export.py)."""
 import contextlib
 from pathlib import Path
 
-from drm import export
+from drm.analysis import export
+from drm.cell.config import RUNS
 
 with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-    table = export.export("results/runs", snakemake.config["agents"], snakemake.config["tasks"],
+    table = export.export(RUNS, snakemake.config["agents"], snakemake.config["tasks"],
                           snakemake.config["seeds"], Path(snakemake.output.provenance).parent)
     print(f"export: {len(table)} evaluations written to {snakemake.output.curves}")

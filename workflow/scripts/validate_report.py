@@ -1,7 +1,7 @@
 """The `validate` rule: figures and summary from the cached verdicts alone (never re-imports)."""
 import pandas as pd
 
-from drm import validation, validation_plot
+from drm.analysis import validation, validation_plot
 
 tidy = pd.read_csv(snakemake.input.tidy)
 bands = pd.read_csv(snakemake.input.bands)

@@ -1,6 +1,6 @@
-"""`python -m drm.plot`: the workflow's `figures` target; re-draws every figure from the cache.
+"""`python -m drm.analysis.plot`: the workflow's `figures` target; re-draws every figure from the cache.
 
-It reads only what `python -m drm.aggregate` wrote (estimates.csv, claims.csv and cache/), so it
+It reads only what `python -m drm.analysis.aggregate` wrote (estimates.csv, claims.csv and cache/), so it
 never re-samples and never needs the runs themselves. It prints one line per claim.
 """
 from __future__ import annotations
@@ -8,12 +8,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from drm import claims, figures
+from drm.analysis import claims, figures
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drm.plot", description=__doc__.split("\n")[0])
-    parser.add_argument("--aggregate", default="results/aggregate", help="what drm.aggregate wrote")
+    parser = argparse.ArgumentParser(prog="python -m drm.analysis.plot", description=__doc__.split("\n")[0])
+    parser.add_argument("--aggregate", default="results/aggregate", help="what drm.analysis.aggregate wrote")
     parser.add_argument("--out", default="results/figures", help="output folder (PNG and PDF)")
     parser.add_argument("--only", nargs="+", choices=figures.FIGURES, default=figures.FIGURES,
                         metavar="NAME", help=f"draw only these: {', '.join(figures.FIGURES)}")

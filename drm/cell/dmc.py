@@ -3,7 +3,7 @@
 Action repeat (rewards summed, discounts multiplied), actions rescaled from [-1, 1], one
 84x84 RGB render per agent step (camera 2 for quadruped, else 0), the last `frame_stack`
 frames stacked on the channel axis (the first frame repeated after a reset). dm_control is
-imported lazily, after `drm.rendering` has chosen MUJOCO_GL.
+imported lazily, after `drm.cell.rendering` has chosen MUJOCO_GL.
 """
 from collections import deque
 from dataclasses import dataclass

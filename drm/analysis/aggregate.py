@@ -1,20 +1,21 @@
-"""`python -m drm.aggregate`: the workflow's `aggregate` target.
+"""`python -m drm.analysis.aggregate`: the workflow's `aggregate` target.
 
 Reads only the `agents`, `tasks`, `seeds` and `aggregate` keys of a workflow config, imports the
-harness's runs and the published data, and writes everything `python -m drm.plot` needs, so
+harness's runs and the published data, and writes everything `python -m drm.analysis.plot` needs, so
 that figures are re-drawn without re-sampling:
 
     OUT/tidy.csv        every evaluation of every run (results.TIDY_COLUMNS)
     OUT/scores.csv      the runs the estimates use: source, agent, task, seed, frames, score
     OUT/estimates.csv   source, agent, metric, frames, estimate, ci_low, ci_high, reps
     OUT/skipped.csv     runs left out (bad, unfinished, missing), with file, line and problem
-    OUT/claims.csv      the claims of the config's `claims:` file as verdicts (drm.claims)
+    OUT/claims.csv      the claims of the config's `claims:` file as verdicts (drm.analysis.claims)
     OUT/cache/          profiles.csv, task_curves.csv and meta.json (written last); bootstrap/
                         holds each bootstrap's result, so a re-run only computes what changed
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import os
@@ -25,24 +26,23 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from drm import claims, results, stats
+from drm.analysis import claims, results, stats
+from drm.cell.config import RUNS
 
 log = logging.getLogger(__name__)
 
-# Mirrors the `aggregate` sections of config/config.yaml and
-# workflow/schemas/config.schema.yaml (a test checks).
-DEFAULTS = {
-    "frames": None,
-    "last_k": 1,
-    "reps": 50000,
-    "profile_reps": 2000,
-    "seed": 0,
-    "ragged": "resample",
-    "published": [{"name": "drqv2_published", "path": "results/published/drqv2", "format": "drqv2"}],
-    "skip_bad_runs": False,
-    "ours": "drm",
-    "baselines": ["drqv2", "alix"],
-}
+SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@functools.lru_cache(maxsize=1)
+def _schema_defaults() -> str:
+    props = yaml.safe_load(SCHEMA.read_text())["properties"]["aggregate"]["properties"]
+    return json.dumps({key: spec["default"] for key, spec in props.items()})
+
+
+def defaults() -> dict:
+    """The `aggregate:` section's defaults, read from the workflow's schema (their one source)."""
+    return json.loads(_schema_defaults())
 
 
 def _positive_int(value) -> bool:
@@ -50,13 +50,14 @@ def _positive_int(value) -> bool:
 
 
 def settings(section: dict | None) -> dict:
-    """The `aggregate:` section over DEFAULTS, checked so a typo fails before any sampling."""
-    section = dict(section or {})
-    unknown = sorted(set(section) - set(DEFAULTS))
+    """The `aggregate:` section over the schema's defaults, checked so a typo fails before any
+    sampling."""
+    section, known = dict(section or {}), defaults()
+    unknown = sorted(set(section) - set(known))
     if unknown:
         raise ValueError(f"aggregate: unknown key(s) {', '.join(unknown)}; "
-                         f"known: {', '.join(DEFAULTS)}")
-    s = {**DEFAULTS, **section}
+                         f"known: {', '.join(known)}")
+    s = {**known, **section}
     frames = s["frames"]
     if not (frames is None or _positive_int(frames) or (
             isinstance(frames, dict) and all(_positive_int(v) for v in frames.values()))):
@@ -134,18 +135,9 @@ def write(out: Path, tidy: pd.DataFrame, skipped: pd.DataFrame, res: stats.Resul
     _write_atomic(cache / "meta.json", json.dumps(res.meta, indent=1))
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drm.aggregate", description=__doc__.split("\n")[0])
-    parser.add_argument("--config", required=True,
-                        help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
-    parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")
-    parser.add_argument("--out", default="results/aggregate", help="output folder")
-    parser.add_argument("--skip-bad-runs", action="store_true", default=None,
-                        help="skip bad runs (listed in skipped.csv) instead of failing; "
-                             "overrides aggregate.skip_bad_runs")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="processes for the bootstraps (the same numbers with any count)")
-    args = parser.parse_args(argv)
+def run_logged(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
+               workers: int = 1) -> int:
+    """`run`, logging to the current stderr; an error is one line there and status 1."""
     # Our own handler on the current stderr: the workflow redirects it into the rule's log.
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
@@ -155,9 +147,8 @@ def main(argv=None) -> int:
     drm_log.propagate = False  # absl (via rliable) puts a handler on the root logger: no doubles
     logging.getLogger("absl").setLevel(logging.WARNING)  # rliable logs every bootstrap call
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-        run(config, args.runs, args.out, args.skip_bad_runs, args.workers)
-    except (OSError, ValueError, yaml.YAMLError) as error:
+        run(config, runs_dir, out_dir, skip_bad_runs, workers)
+    except (OSError, ValueError) as error:
         hint = (" (to aggregate the other runs, set aggregate.skip_bad_runs: true or pass "
                 "--skip-bad-runs)") if isinstance(error, results.RunFileError) else ""
         print(f"error: {error}{hint}", file=sys.stderr)
@@ -165,9 +156,29 @@ def main(argv=None) -> int:
     finally:
         drm_log.removeHandler(handler)
         drm_log.propagate = True
-    print(f"aggregate: wrote {args.out}/estimates.csv, scores.csv, tidy.csv, skipped.csv, claims.csv "
+    print(f"aggregate: wrote {out_dir}/estimates.csv, scores.csv, tidy.csv, skipped.csv, claims.csv "
           "and cache/")
     return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m drm.analysis.aggregate", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True,
+                        help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
+    parser.add_argument("--runs", default=RUNS, help="the harness's runs folder")
+    parser.add_argument("--out", default="results/aggregate", help="output folder")
+    parser.add_argument("--skip-bad-runs", action="store_true", default=None,
+                        help="skip bad runs (listed in skipped.csv) instead of failing; "
+                             "overrides aggregate.skip_bad_runs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes for the bootstraps (the same numbers with any count)")
+    args = parser.parse_args(argv)
+    try:
+        config = yaml.safe_load(Path(args.config).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return run_logged(config, args.runs, args.out, args.skip_bad_runs, args.workers)
 
 
 if __name__ == "__main__":

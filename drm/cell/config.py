@@ -5,14 +5,21 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from drm import presets
+from drm.cell import presets
 
-CFG_DIR = Path(__file__).resolve().parent / "cfg"
+CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
 AGENTS = ("drqv2", "drm", "alix")
+RUNS = "results/runs"  # the workflow's runs folder, relative to its working directory
+RUN_DIR = "{agent}/{task}/seed{seed}"  # a cell's folder, relative to the runs folder
+
+
+def run_dir(agent: str, task: str, seed: int) -> str:
+    """A cell's folder, relative to the runs folder: drm/hopper_hop/seed3."""
+    return RUN_DIR.format(agent=agent, task=task, seed=seed)
 # Keys that may differ between the start and the resumption of one run.
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
-# warned about (drm.snapshot.compute_settings), not refused.
+# warned about (drm.cell.snapshot.compute_settings), not refused.
 RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
@@ -72,7 +79,7 @@ def check_command_line(args: list[str]) -> list[str]:
 
 def resolve(cfg: DictConfig) -> DictConfig:
     """Fill keys left at null from the task's official settings; user values win."""
-    from drm.dmc import parse_task
+    from drm.cell.dmc import parse_task
 
     if cfg.agent.name not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent.name!r}; valid agents: {', '.join(AGENTS)}")
@@ -86,16 +93,16 @@ def resolve(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def compose(agent: str, task: str, overrides: dict) -> DictConfig:
-    """The resolved config `python -m drm.train agent=.. task=.. key=value..` would run with,
-    built without Hydra so the workflow can check every cell before submitting any."""
+def compose(agent: str, task: str, overrides: dict, seed: int = 1) -> DictConfig:
+    """The resolved config `python -m drm.train agent=.. task=.. seed=.. key=value..` would run
+    with, built without Hydra so the workflow can check every cell before submitting any."""
     if agent not in AGENTS:
         raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
     base = OmegaConf.load(CFG_DIR / "config.yaml")
     for key in ("defaults", "hydra"):
         base.pop(key)
     cfg = OmegaConf.merge({"agent": OmegaConf.load(CFG_DIR / "agent" / f"{agent}.yaml")}, base)
-    cfg.task, cfg.out_dir = task, "."
+    cfg.task, cfg.seed, cfg.out_dir = task, seed, "."
     OmegaConf.set_struct(cfg, True)
     for key, value in overrides.items():
         if OmegaConf.select(cfg, key, default=_ABSENT) is _ABSENT:
@@ -109,6 +116,11 @@ def _require(ok: bool, key: str, value, allowed: str) -> None:
         raise ValueError(f"{key}={value!r} is invalid: must be {allowed}")
 
 
+def check_seed(seed) -> None:
+    """The one check of a config that depends on its seed."""
+    _require(isinstance(seed, int) and not isinstance(seed, bool), "seed", seed, "an integer")
+
+
 def check(cfg: DictConfig) -> None:
     """Refuse impossible numbers with the key, the value and what would be accepted."""
     from baselines.schedule import check_schedule
@@ -117,7 +129,7 @@ def check(cfg: DictConfig) -> None:
                 "replay_buffer_size", "nstep", "action_repeat", "frame_stack", "episode_frames",
                 "snapshot_every_frames", "update_every_steps", "feature_dim"):
         _require(isinstance(cfg[key], int) and cfg[key] >= 1, key, cfg[key], "an integer >= 1")
-    _require(isinstance(cfg.seed, int), "seed", cfg.seed, "an integer")
+    check_seed(cfg.seed)
     _require(isinstance(cfg.num_seed_frames, int) and 0 <= cfg.num_seed_frames <= cfg.num_train_frames,
              "num_seed_frames", cfg.num_seed_frames,
              f"an integer in [0, num_train_frames={cfg.num_train_frames}]")

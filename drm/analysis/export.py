@@ -1,6 +1,6 @@
-"""`python -m drm.export`: the grid's runs as a publishable dataset (the workflow's `export`).
+"""`python -m drm.analysis.export`: the grid's runs as a publishable dataset (the workflow's `export`).
 
-Writes, from the finished runs (read by the one importer, drm.results.load, so only runs the
+Writes, from the finished runs (read by the one importer, drm.analysis.results.load, so only runs the
 statistics would accept are published):
 
     OUT/curves/dmc_<task>.csv   one file per task in the layout of the published DrQ-v2 curves
@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from drm import results
+from drm.analysis import results
+from drm.cell.config import RUNS, run_dir as run_dir_of
 
 CURVE_COLUMNS = ["agent", "task", "seed", "frame", "episode_reward", "hour", "dormant_ratio"]
 PROVENANCE_COLUMNS = ["agent", "task", "seed", "frames", "final_eval_return", "commit", "dirty",
@@ -92,7 +93,7 @@ def export(runs_dir, agents, tasks, seeds, out_dir, name: str = "harness_runs") 
         stale.unlink()
     parts, prov = [], []
     for (agent, task, seed), rows in tidy.groupby(["agent", "task", "seed"], sort=True):
-        run_dir = runs_dir / agent / task / f"seed{seed}"
+        run_dir = runs_dir / run_dir_of(agent, task, seed)
         parts.append(rows.assign(hour=_hours(run_dir, rows["frame"].to_numpy())))
         prov.append(provenance_row(run_dir, agent, task, int(seed)))
     table = pd.concat(parts, ignore_index=True)[CURVE_COLUMNS]
@@ -107,9 +108,9 @@ def export(runs_dir, agents, tasks, seeds, out_dir, name: str = "harness_runs") 
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m drm.export", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m drm.analysis.export", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="workflow config YAML (reads agents, tasks, seeds)")
-    parser.add_argument("--runs", default="results/runs", help="the harness's runs folder")
+    parser.add_argument("--runs", default=RUNS, help="the harness's runs folder")
     parser.add_argument("--out", default="results/export", help="output folder")
     parser.add_argument("--name", default="harness_runs", help="the source name the README suggests")
     args = parser.parse_args(argv)

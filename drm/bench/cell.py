@@ -1,12 +1,10 @@
-"""`python -m drm.bench [--json]`: what one training cell costs on this machine.
+"""The cell benchmark (`python -m drm.bench [--json]`): what one training cell costs on this machine.
 
-Targets: replay <= 21.7 KB per transition; the dormant ratio <= 3% of an update; end-to-end
-frames/s >= 90% of the learner-bound rate (4000 / update ms, one update per 4 frames) at batch
-256; the update at >= 60% of the machine's own matmul ceiling (drm.bench_ceiling), measured in
-the same run. `--profile` adds where an update's time goes, op by op. `--aggregate` runs the
-statistics benchmark instead (drm.bench_aggregate), `--parse` the workflow's parse time on the
-paper grid (drm.bench_parse), `--gpu` cells on one GPU (drm.bench_gpu), `--levers` each
-candidate speed-up of the update against the default (drm.bench_levers).
+Targets (the README's Benchmarks): replay <= 21.7 KB per transition; the dormant ratio <= 3% of
+an update; end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update
+per 4 frames) at batch 256; the update at >= 60% of the machine's own matmul ceiling
+(drm.bench.ceiling), measured in the same run. `--profile` adds where an update's time goes, op
+by op.
 """
 import argparse
 import json
@@ -16,7 +14,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from drm.allocator import restart_with_allocator_env
 
 TASK = "cheetah_run"
 
@@ -39,13 +36,14 @@ def micro(reps: int, profile: bool = False) -> dict:
     import numpy as np
     import torch
 
-    from drm import bench_ceiling, rendering
+    from drm.bench import ceiling
+    from drm.cell import rendering
 
     rendering.choose_backend()
     from baselines.drqv2 import DrQV2Agent
-    from drm.dmc import PixelEnv
+    from drm.cell.dmc import PixelEnv
     from drm.dormant import dormant_ratio
-    from drm.replay import ReplayBuffer
+    from drm.cell.replay import ReplayBuffer
 
     env = PixelEnv(TASK, seed=1)
     ts = env.reset()
@@ -70,12 +68,12 @@ def micro(reps: int, profile: bool = False) -> dict:
     with torch.no_grad():
         features = agent.encoder(b256[0].float())
     dormant_ms = _timed(lambda: dormant_ratio(agent.actor, (features, 0.0), 0.025), reps=reps * 3)
-    flops = bench_ceiling.update_flops(agent, b256, 10_000)
-    ceiling = bench_ceiling.matmul_gflops()
+    flops = ceiling.update_flops(agent, b256, 10_000)
+    ceiling = ceiling.matmul_gflops()
     achieved = flops["total"] / update_ms_b256 / 1e6
-    extra = {"profile": bench_ceiling.profile_update(agent, b256, 10_000)} if profile else {}
+    extra = {"profile": ceiling.profile_update(agent, b256, 10_000)} if profile else {}
     return {
-        **bench_ceiling.cpu_info(), **extra,
+        **ceiling.cpu_info(), **extra,
         "update_gflop": flops["total"] / 1e9, "update_gflop_per_op": {k: v / 1e9 for k, v in flops["per_op"].items()},
         "update_gflops": achieved, "matmul_ceiling_gflops": ceiling,
         "update_pct_of_ceiling": 100.0 * achieved / ceiling,
@@ -116,16 +114,9 @@ def main(argv=None) -> int:
     parser.add_argument("--parse", action="store_true",
                         help="benchmark the workflow's parse time (snakemake -n all) instead")
     parser.add_argument("--gpu", action="store_true",
-                        help="benchmark cells on one GPU, alone and sharing it (drm.bench_gpu) instead")
+                        help="benchmark cells on one GPU, alone and sharing it (drm.bench.gpu) instead")
     parser.add_argument("--levers", action="store_true",
-                        help="time each candidate speed-up of the update and its difference (drm.bench_levers)")
-    argv = sys.argv[1:] if argv is None else list(argv)
-    for mode in ("--parse", "--aggregate", "--gpu", "--levers"):  # their own options (e.g. --reps) are theirs, not ours
-        if mode in argv:
-            import importlib
-
-            module = importlib.import_module(f"drm.bench_{mode[2:]}")
-            return module.main([a for a in argv if a != mode])
+                        help="time each candidate speed-up of the update against the default (drm.bench.levers)")
     args = parser.parse_args(argv)
 
     result = micro(args.reps, args.profile)
@@ -164,8 +155,3 @@ def main(argv=None) -> int:
             print(f"  {row['op']:<40} {row['ms_per_update']:8.1f} ms  {row['share_pct']:5.1f}%  "
                   f"x{row['calls_per_update']}")
     return 0
-
-
-if __name__ == "__main__":
-    restart_with_allocator_env("drm.bench")
-    sys.exit(main())

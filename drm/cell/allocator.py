@@ -1,4 +1,4 @@
-"""glibc malloc settings that make CPU updates about 2x faster (harness.md section 4).
+"""glibc malloc settings that make CPU updates about 2x faster (docs/harness.md §4).
 
 By default glibc unmaps every large activation buffer after use, so half of an update goes to
 page faults. The settings only act if present when the process starts, hence the re-exec.

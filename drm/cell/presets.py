@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-TASKS_FILE = Path(__file__).resolve().parent / "cfg" / "tasks.yaml"
+TASKS_FILE = Path(__file__).resolve().parents[1] / "cfg" / "tasks.yaml"
 
 
 @lru_cache(maxsize=None)

@@ -1,4 +1,4 @@
-"""Scores and rliable estimates from the tidy table (harness.md 3.3).
+"""Scores and rliable estimates from the tidy table (docs/harness.md §3.3).
 
 Seeds are the replication unit; every number here is bootstrapped over runs, stratified by task.
 Policies (docs/statistics.md says the same):
@@ -34,7 +34,7 @@ import scipy.stats
 from rliable import library as rly
 from rliable import metrics
 
-from drm.results import HARNESS, MAX_RETURN
+from drm.analysis.results import HARNESS, MAX_RETURN
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger(__name__ + ".progress")  # one line per bootstrap call
@@ -394,6 +394,124 @@ def _curve_frames(grids: dict, task_set: list) -> np.ndarray:
     return f[(f >= lo) & (f <= hi)]
 
 
+@dataclass
+class _Selection:
+    """The runs the estimates use: the task set, each series' seeds per task, their scores, and
+    the frames of the sample-efficiency curve."""
+    grids: dict
+    task_set: list
+    used: dict  # series -> task -> seeds
+    scores: pd.DataFrame  # the used runs' scores
+    curve_frames: np.ndarray
+
+    def __post_init__(self):
+        self.score_of = self.scores.set_index(["source", "agent", "task", "seed"])["score"]
+
+    @classmethod
+    def of(cls, grids: dict, all_scores: pd.DataFrame, tasks, ragged: str) -> "_Selection":
+        task_set, used = select(grids, tasks, ragged)
+        keep = pd.Series(False, index=all_scores.index)
+        for s, seeds in used.items():
+            for t, ss in seeds.items():
+                keep |= ((all_scores["source"] == s[0]) & (all_scores["agent"] == s[1])
+                         & (all_scores["task"] == t) & all_scores["seed"].isin(ss))
+        curve_frames = _curve_frames(grids, task_set) if used else np.array([], dtype=int)
+        return cls(grids, task_set, used, all_scores[keep].reset_index(drop=True), curve_frames)
+
+    def frames(self):
+        """The scoring frame every task of the set shares, else NaN."""
+        common = {int(self.grids[t].frames[-1]) for t in self.task_set}
+        return common.pop() if len(common) == 1 else np.nan
+
+    def per_task(self, s) -> list:
+        """Series s's scores, one array per task of the task set, seeds sorted."""
+        return [self.score_of.loc[[(*s, t, int(x)) for x in self.used[s][t]]].to_numpy()
+                for t in self.task_set]
+
+    def per_task_curves(self, s) -> list:
+        """Series s's normalized returns on the sample-efficiency grid, one array per task."""
+        out = []
+        for t in self.task_set:
+            g = self.grids[t]
+            rows = [int(np.flatnonzero(g.seeds[s] == x)[0]) for x in self.used[s][t]]
+            cols = np.searchsorted(g.frames, self.curve_frames, side="right") - 1
+            out.append(normalize(g.returns[s][np.ix_(rows, cols)]))
+        return out
+
+
+def _submit_series(boot: Bootstraps, sel: _Selection, reps: int, profile_reps: int) -> list:
+    """Each used series' metrics, performance profile and IQM curve: (kind, series, metric, handle)."""
+    submitted = []
+    for s in sel.used:
+        arrays = pack(sel.per_task(s))
+        for metric in METRICS:
+            submitted.append(("metric", s, metric, boot.submit(arrays, metric, reps, (*s, metric))))
+        submitted.append(("profile", s, "profile",
+                          boot.submit(arrays, "profile", profile_reps, (*s, "profile"))))
+        submitted.append(("curve", s, "iqm_curve", boot.submit(pack(sel.per_task_curves(s)), "iqm_curve",
+                                                               reps, (*s, "iqm_curve"))))
+    return submitted
+
+
+def _submit_improvements(boot: Bootstraps, sel: _Selection, ours: str, baselines, reps: int) -> list:
+    """The probability of improvement of `ours` over each baseline both of which were used."""
+    submitted = []
+    x = parse_series(ours)
+    for baseline in baselines:
+        y = parse_series(baseline)
+        missing = [series_name(z) for z in (x, y) if z not in sel.used]
+        if missing:
+            log.info("probability of improvement of %s over %s: skipped, no aggregate runs of %s",
+                     series_name(x), series_name(y), ", ".join(missing))
+            continue
+        xs, ys = sel.per_task(x), sel.per_task(y)
+        ragged_pair = len({len(a) for a in xs}) > 1 or len({len(a) for a in ys}) > 1
+        arrays = pack(xs, ragged_pair) + pack(ys, ragged_pair)  # both matrices, or both per task
+        metric = f"prob_improvement_vs_{series_name(y)}"
+        submitted.append(("metric", x, metric, boot.submit(arrays, f"improvement:{len(arrays) // 2}",
+                                                           reps, (*x, metric))))
+    return submitted
+
+
+def _collect(boot: Bootstraps, submitted: list, sel: _Selection, reps: int,
+             profile_reps: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The estimates and the profiles tables from the bootstraps' results."""
+    rows, profile_rows, frames_col = [], [], sel.frames()
+    for kind, s, metric, handle in submitted:
+        p, lo, hi = boot[handle]
+        if kind == "metric":
+            rows.append(dict(source=s[0], agent=s[1], metric=metric, frames=frames_col,
+                             estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
+        elif kind == "profile":
+            profile_rows.append(pd.DataFrame(dict(source=s[0], agent=s[1], tau=TAUS, fraction=p,
+                                                  ci_low=lo, ci_high=hi, reps=profile_reps)))
+        else:
+            rows += [dict(source=s[0], agent=s[1], metric="iqm_curve", frames=int(f), estimate=a,
+                          ci_low=b, ci_high=c, reps=reps)
+                     for f, a, b, c in zip(sel.curve_frames, p, lo, hi)]
+    estimates = pd.DataFrame(rows, columns=["source", "agent", "metric", "frames", "estimate",
+                                            "ci_low", "ci_high", "reps"])
+    profiles = (pd.concat(profile_rows, ignore_index=True) if profile_rows else pd.DataFrame(
+        columns=["source", "agent", "tau", "fraction", "ci_low", "ci_high", "reps"]))
+    return estimates, profiles
+
+
+def _meta(grids: dict, sel: _Selection, *, last_k, ragged, reps, profile_reps, seed, ours,
+          baselines) -> dict:
+    """What the figures need to know about how the estimates were made."""
+    task_set, used, curve_frames = sel.task_set, sel.used, sel.curve_frames
+    return dict(
+        tasks=task_set, last_k=last_k, ragged=ragged, reps=reps, profile_reps=profile_reps,
+        seed=seed, ours=ours, baselines=list(baselines),
+        curve_frames=[int(f) for f in curve_frames],
+        budgets={t: g.budget for t, g in grids.items()},
+        score_frames={t: int(g.frames[-1]) for t, g in grids.items()},
+        series=[dict(source=s[0], agent=s[1], in_aggregate=s in used,
+                     seeds={t: int(len(g.seeds[s])) for t, g in grids.items() if s in g.seeds},
+                     used_seeds={t: int(len(v)) for t, v in used.get(s, {}).items()})
+                for s in sorted({s for g in grids.values() for s in g.seeds})])
+
+
 def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: int = 50000,
             profile_reps: int = 2000, seed: int = 0, ragged: str = "resample",
             ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False,
@@ -406,88 +524,13 @@ def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: in
     if not grids:
         raise ValueError("no runs to aggregate: no harness run of the config's grid and no "
                          "published data on the config's tasks")
-    all_scores = scores(grids, last_k)
-    task_set, used = select(grids, tasks, ragged)
-    common = {int(grids[t].frames[-1]) for t in task_set}
-    frames_col = common.pop() if len(common) == 1 else np.nan
-
-    keep = pd.Series(False, index=all_scores.index)
-    for s, seeds in used.items():
-        for t, ss in seeds.items():
-            keep |= ((all_scores["source"] == s[0]) & (all_scores["agent"] == s[1])
-                     & (all_scores["task"] == t) & all_scores["seed"].isin(ss))
-    used_scores = all_scores[keep].reset_index(drop=True)
-
-    score_of = used_scores.set_index(["source", "agent", "task", "seed"])["score"]
-
-    def per_task(s):
-        """Series s's scores, one array per task of the task set, seeds sorted."""
-        return [score_of.loc[[(*s, t, int(x)) for x in used[s][t]]].to_numpy() for t in task_set]
-
-    def per_task_curves(s):
-        """Series s's normalized returns on the sample-efficiency grid, one array per task."""
-        out = []
-        for t in task_set:
-            g = grids[t]
-            rows = [int(np.flatnonzero(g.seeds[s] == x)[0]) for x in used[s][t]]
-            cols = np.searchsorted(g.frames, curve_frames, side="right") - 1
-            out.append(normalize(g.returns[s][np.ix_(rows, cols)]))
-        return out
-
+    sel = _Selection.of(grids, scores(grids, last_k), tasks, ragged)
     boot = Bootstraps(seed, workers, cache_dir)
-    submitted = []  # (kind, series, metric, handle), read back once the bootstraps ran
-    curve_frames = _curve_frames(grids, task_set) if used else np.array([], dtype=int)
-    for s in used:
-        arrays = pack(per_task(s))
-        for metric in METRICS:
-            submitted.append(("metric", s, metric, boot.submit(arrays, metric, reps, (*s, metric))))
-        submitted.append(("profile", s, "profile",
-                          boot.submit(arrays, "profile", profile_reps, (*s, "profile"))))
-        submitted.append(("curve", s, "iqm_curve", boot.submit(pack(per_task_curves(s)), "iqm_curve",
-                                                               reps, (*s, "iqm_curve"))))
-
-    x = parse_series(ours)
-    for baseline in baselines:
-        y = parse_series(baseline)
-        missing = [series_name(z) for z in (x, y) if z not in used]
-        if missing:
-            log.info("probability of improvement of %s over %s: skipped, no aggregate runs of %s",
-                     series_name(x), series_name(y), ", ".join(missing))
-            continue
-        xs, ys = per_task(x), per_task(y)
-        ragged_pair = len({len(a) for a in xs}) > 1 or len({len(a) for a in ys}) > 1
-        arrays = pack(xs, ragged_pair) + pack(ys, ragged_pair)  # both matrices, or both per task
-        metric = f"prob_improvement_vs_{series_name(y)}"
-        submitted.append(("metric", x, metric, boot.submit(arrays, f"improvement:{len(arrays) // 2}",
-                                                           reps, (*x, metric))))
+    submitted = (_submit_series(boot, sel, reps, profile_reps)
+                 + _submit_improvements(boot, sel, ours, baselines, reps))
     task_curves = _task_curves(grids, profile_reps, boot)
     boot.run()
-
-    rows, profile_rows = [], []
-    for kind, s, metric, handle in submitted:
-        p, lo, hi = boot[handle]
-        if kind == "metric":
-            rows.append(dict(source=s[0], agent=s[1], metric=metric, frames=frames_col,
-                             estimate=p[0], ci_low=lo[0], ci_high=hi[0], reps=reps))
-        elif kind == "profile":
-            profile_rows.append(pd.DataFrame(dict(source=s[0], agent=s[1], tau=TAUS, fraction=p,
-                                                  ci_low=lo, ci_high=hi, reps=profile_reps)))
-        else:
-            rows += [dict(source=s[0], agent=s[1], metric="iqm_curve", frames=int(f), estimate=a,
-                          ci_low=b, ci_high=c, reps=reps) for f, a, b, c in zip(curve_frames, p, lo, hi)]
-
-    meta = dict(
-        tasks=task_set, last_k=last_k, ragged=ragged, reps=reps, profile_reps=profile_reps,
-        seed=seed, ours=ours, baselines=list(baselines),
-        curve_frames=[int(f) for f in curve_frames],
-        budgets={t: g.budget for t, g in grids.items()},
-        score_frames={t: int(g.frames[-1]) for t, g in grids.items()},
-        series=[dict(source=s[0], agent=s[1], in_aggregate=s in used,
-                     seeds={t: int(len(g.seeds[s])) for t, g in grids.items() if s in g.seeds},
-                     used_seeds={t: int(len(v)) for t, v in used.get(s, {}).items()})
-                for s in sorted({s for g in grids.values() for s in g.seeds})])
-    estimates = pd.DataFrame(rows, columns=["source", "agent", "metric", "frames", "estimate",
-                                            "ci_low", "ci_high", "reps"])
-    profiles = (pd.concat(profile_rows, ignore_index=True) if profile_rows else pd.DataFrame(
-        columns=["source", "agent", "tau", "fraction", "ci_low", "ci_high", "reps"]))
-    return Results(used_scores, estimates, profiles, task_curves(), meta, short)
+    estimates, profiles = _collect(boot, submitted, sel, reps, profile_reps)
+    meta = _meta(grids, sel, last_k=last_k, ragged=ragged, reps=reps, profile_reps=profile_reps,
+                 seed=seed, ours=ours, baselines=baselines)
+    return Results(sel.scores, estimates, profiles, task_curves(), meta, short)

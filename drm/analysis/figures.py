@@ -13,17 +13,29 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from drm.results import HARNESS, MAX_RETURN  # noqa: E402  (not drm.stats: rliable's imports cost a second)
+from drm.analysis.results import HARNESS, MAX_RETURN  # not drm.analysis.stats: rliable's imports cost a second
 
 FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
            "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
            "dormant_ratio", "harness_vs_published")
+
+
+class _Pyplot:
+    """matplotlib.pyplot on the Agg backend, imported on first use: the workflow reads FIGURES
+    when it parses, and must not pay for matplotlib there."""
+
+    def __getattr__(self, name):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
 OKABE_ITO = dict(orange="#E69F00", sky_blue="#56B4E9", green="#009E73", yellow="#F0E442",
                  blue="#0072B2", vermillion="#D55E00", purple="#CC79A7", black="#000000")
 COLOURS = {(HARNESS, "drm"): OKABE_ITO["vermillion"], (HARNESS, "drqv2"): OKABE_ITO["blue"],
@@ -93,7 +105,7 @@ def load_cache(agg_dir) -> Cache:
     missing = [str(p) for p in need if not p.exists()]
     if missing:
         raise CacheMissing(f"no aggregate cache ({', '.join(missing)} missing): "
-                           "run `snakemake aggregate` first (or python -m drm.aggregate)")
+                           "run `snakemake aggregate` first (or python -m drm.analysis.aggregate)")
     return Cache(json.loads(need[0].read_text()), *(pd.read_csv(p) for p in need[1:]))
 
 

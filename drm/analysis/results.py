@@ -9,6 +9,7 @@ and listed in the returned `skipped` table.
 """
 from __future__ import annotations
 
+import json
 import logging
 import math
 import re
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from drm.cell import config as cell_config
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +101,7 @@ def _row_problems(df: pd.DataFrame, dormant_col: str | None, reward: bool = True
     if "task" in df.columns:
         flag(~df["task"].isin(DMC_TASKS),
              lambda i: f"task {df.at[i, 'task']!r} is unknown to the normalizer "
-                       "(drm.results.DMC_TASKS: DMC returns / 1000)")
+                       "(drm.analysis.results.DMC_TASKS: DMC returns / 1000)")
     if dormant_col is not None:
         dormant = pd.to_numeric(df[dormant_col], errors="coerce")
         flag(dormant.isna() & df[dormant_col].notna(),
@@ -164,12 +167,29 @@ def _dormant_at_evals(eval_frames: np.ndarray, train: pd.DataFrame) -> np.ndarra
     return out
 
 
+def _check_placement(run: tuple, run_dir: Path) -> None:
+    """A run lies in its own folder: the agent, task and seed its meta.json records (older
+    runs may record none) are those of the directory it is imported from."""
+    path = run_dir / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RunFileError(path, None, f"not readable JSON ({exc})", run) from exc
+    if not isinstance(meta, dict):
+        raise RunFileError(path, None, "not a JSON object", run)
+    for key, expected in zip(("agent", "task", "seed"), run[1:]):
+        if key in meta and str(meta[key]) != str(expected):
+            raise RunFileError(path, None, f"records {key} {meta[key]!r} but lies in the folder of "
+                                           f"{key} {expected!r} (a misplaced run)", run)
+
+
 def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
     source, agent, task, seed = run
+    _check_placement(run, run_dir)
     eval_path = run_dir / "eval.csv"
     if task not in DMC_TASKS:
         raise RunFileError(eval_path, None, f"task {task!r} (from the run directory) is unknown to "
-                                            "the normalizer (drm.results.DMC_TASKS)", run)
+                                            "the normalizer (drm.analysis.results.DMC_TASKS)", run)
     if not eval_path.exists():
         raise RunFileError(eval_path, None, "missing (the run has meta.json but no eval.csv)", run)
     ev = _read_csv(eval_path)
@@ -200,13 +220,13 @@ def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
 
 
 def read_harness(runs_dir, agents, tasks, seeds, collector: _Collector) -> list[pd.DataFrame]:
-    """Every finished run of the config's grid under runs_dir/{agent}/{task}/seed{seed}/."""
+    """Every finished run of the config's grid under runs_dir/RUN_DIR (drm.cell.config)."""
     frames = []
     for agent in agents:
         for task in tasks:
             for seed in seeds:
                 run = (HARNESS, agent, task, int(seed))
-                run_dir = Path(runs_dir) / agent / task / f"seed{seed}"
+                run_dir = Path(runs_dir) / cell_config.run_dir(agent, task, seed)
                 if not run_dir.is_dir():
                     log.info("%s: not found, left out", run_dir)
                     collector.note(run, run_dir, None, "not found")

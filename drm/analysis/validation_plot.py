@@ -14,9 +14,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from drm import validation  # noqa: E402
-from drm.figures import AGENT_NAMES, COLOURS, OKABE_ITO  # noqa: E402
-from drm.results import HARNESS, MAX_RETURN  # noqa: E402
+from drm.analysis import validation  # noqa: E402
+from drm.analysis.figures import AGENT_NAMES, COLOURS, OKABE_ITO  # noqa: E402
+from drm.analysis.results import HARNESS, MAX_RETURN  # noqa: E402
 
 MARKERS = {validation.INSIDE: "o", validation.BELOW: "v", validation.ABOVE: "^"}
 

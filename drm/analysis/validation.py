@@ -1,6 +1,6 @@
 """Verdicts of the harness's runs against a published seed distribution, frame by frame.
 
-Pure functions over the tidy table of `drm.results.load` (the one importer): each of our
+Pure functions over the tidy table of `drm.analysis.results.load` (the one importer): each of our
 evaluations is set beside the published seeds' returns at the same frame of the same task, and
 called inside the published range [min, max], below it or above it. A task or frame the record
 lacks gets a row that says so; nothing is dropped. The validation workflow (`validate`) and the
@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from drm.results import HARNESS
+from drm.analysis.results import HARNESS
 
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
 NO_TASK = "no record for this task"

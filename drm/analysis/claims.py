@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from drm.config import AGENTS
-from drm.results import DMC_TASKS, HARNESS, MAX_RETURN
+from drm.cell.config import AGENTS
+from drm.analysis.results import DMC_TASKS, HARNESS, MAX_RETURN
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 COLUMNS = ["id", "rule", "words", "agents", "tasks", "frames", "quantity", "estimate", "ci_low",
@@ -125,7 +125,7 @@ def _check(claim: dict, where: str, published: set) -> dict:
         raise ClaimError(f"{name}: tasks must be a non-empty list; got {tasks!r}")
     for task in tasks:
         if task not in DMC_TASKS:
-            raise ClaimError(f"{name}: unknown task {task!r}; known: drm.results.DMC_TASKS")
+            raise ClaimError(f"{name}: unknown task {task!r}; known: drm.analysis.results.DMC_TASKS")
     frames = claim["frames"]
     if not isinstance(frames, int) or isinstance(frames, bool) or frames < 1:
         raise ClaimError(f"{name}: frames {frames!r} must be a positive whole number of frames")
@@ -202,7 +202,7 @@ def describe(claims: list[dict]) -> str:
 @dataclass
 class _Prepared:
     claim: dict
-    grids: dict  # drm.stats.align's grids, the claim's series and tasks only, at its budget
+    grids: dict  # drm.analysis.stats.align's grids, the claim's series and tasks only, at its budget
     present: dict  # (series, task) -> sorted seeds that reached the budget
     expected: int
     missing: list  # runs the claim needs and lacks: "series task seed" (or "series task")
@@ -433,7 +433,7 @@ def _dormant_before_reward(p, stats, settings):
 
 
 def _agrees_with_published(p, stats, settings, tidy):
-    from drm import validation
+    from drm.analysis import validation
     a, ref = parse_series(p.claim["agents"][0]), parse_series(p.claim["reference"])
     table = validation.verdicts(tidy[tidy["task"].isin(p.claim["tasks"])], ref, agents=[a[1]])
     judged = table[table["verdict"].isin([validation.INSIDE, validation.BELOW, validation.ABOVE])
@@ -461,7 +461,7 @@ def _agrees_with_published(p, stats, settings, tidy):
         settings["seed"], ("claim", p.claim["id"]))
     target = p.claim["min_inside"]
     v = _verdict(point[0], low[0], high[0], target, True, True)
-    return _result(f"share of runs inside the {p.claim['reference']} seed range (drm.validation)",
+    return _result(f"share of runs inside the {p.claim['reference']} seed range (drm.analysis.validation)",
                    point[0], low[0], high[0], target, v, min(len(x) for x in per_task),
                    "outside: " + (", ".join(outside) or "none"))
 
@@ -488,13 +488,13 @@ def _missing_dormant(p: _Prepared) -> list[str]:
 
 def prepare(claims: list[dict], tidy: pd.DataFrame, seeds) -> list[_Prepared]:
     """Each claim's runs at its budget; a budget no run reached fails here, before any sampling."""
-    from drm import stats  # rliable's imports cost a second; `show` must not pay them
+    from drm.analysis import stats  # rliable's imports cost a second; `show` must not pay them
     return [_prepare(c, tidy, seeds, stats) for c in claims]
 
 
 def evaluate(prepared: list[_Prepared], tidy: pd.DataFrame, settings: dict) -> pd.DataFrame:
     """claims.csv: one row per claim (settings: the aggregate section's reps, seed, last_k)."""
-    from drm import stats
+    from drm.analysis import stats
     rows = []
     for p in prepared:
         c = p.claim

@@ -17,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from drm.dmc import TimeStep
+from drm.cell.dmc import TimeStep
+
+FRAME_SHAPE = (3, 84, 84)  # one RGB render: every stored step holds one
+MAX_ACTION_DIM = 56  # the widest DMC action space (humanoid_CMU; dog has 38)
 
 
 class ReplayBuffer:
@@ -37,6 +40,11 @@ class ReplayBuffer:
     @staticmethod
     def bytes_per_step(frame_shape, action_shape) -> int:
         return int(np.prod(frame_shape)) + 4 * int(np.prod(action_shape)) + 4 + 4 + 8
+
+    @classmethod
+    def max_bytes_per_step(cls) -> int:
+        """A stored step's bytes on any DMC task (the workflow's memory request per step)."""
+        return cls.bytes_per_step(FRAME_SHAPE, (MAX_ACTION_DIM,))
 
     def __len__(self) -> int:
         return min(self.total, self.capacity)

@@ -11,9 +11,13 @@ import shlex
 import shutil
 import subprocess
 
-from drm import config as cell_config
+from drm.cell import config as cell_config
+from drm.cell.replay import ReplayBuffer
 
-REPLAY_BYTES_PER_STEP = 21_400  # one 3x84x84 frame plus action, reward, discount, episode index
+
+# Keys a cell takes from the grid, never from an override map: its agent, task and seed are the
+# grid's lists, its out_dir is its folder (RUN_DIR), so a run always agrees with where it lies.
+GRID_KEYS = ("agent", "task", "seed", "out_dir")
 
 
 class ConfigError(ValueError):
@@ -28,7 +32,7 @@ def task_names() -> dict:
     if unset:
         os.environ["MUJOCO_GL"] = "disabled"
     try:
-        from drm.dmc import task_names as names
+        from drm.cell.dmc import task_names as names
 
         return names()
     finally:
@@ -105,19 +109,35 @@ def cell_key(agent: str, task: str, seed: int) -> str:
     return f"{agent}/{task}/{seed}"
 
 
+def cell_maps(cfg: dict, agent: str, task: str, seed: int) -> list[tuple[str, dict]]:
+    """(name, overrides) of the maps that reach one cell: global, per agent, task and cell."""
+    train, cell = cfg["train"], cell_key(agent, task, seed)
+    return [("train.overrides", train["overrides"]),
+            (f"train.agent_overrides.{agent}", train["agent_overrides"].get(agent, {})),
+            (f"train.task_overrides.{task}", train["task_overrides"].get(task, {})),
+            (f"train.cell_overrides['{cell}']", train["cell_overrides"].get(cell, {}))]
+
+
 def overrides_of(cfg: dict, agent: str, task: str, seed: int) -> dict:
-    """Every override of one cell: global, then per agent, per task and per cell (last wins)."""
+    """Every override of one cell, in the order of cell_maps (the last wins)."""
+    return {key: value for _, overrides in cell_maps(cfg, agent, task, seed)
+            for key, value in overrides.items()}
+
+
+def override_maps(cfg: dict):
+    """(name, overrides) of every override map of the config, named as cell_maps names them."""
     train = cfg["train"]
-    return {**train["overrides"], **train["agent_overrides"].get(agent, {}),
-            **train["task_overrides"].get(task, {}),
-            **train["cell_overrides"].get(cell_key(agent, task, seed), {})}
+    yield "train.overrides", train["overrides"]
+    for key in ("agent_overrides", "task_overrides"):
+        for name, overrides in train[key].items():
+            yield f"train.{key}.{name}", overrides
+    for name, overrides in train["cell_overrides"].items():
+        yield f"train.cell_overrides['{name}']", overrides
 
 
-def compose_all(cfg: dict) -> dict:
-    """Each cell's resolved config, built and checked exactly as the cell itself would."""
-    os.environ["DRM_DEVICE"] = cfg["train"]["device"]  # drm/cfg/config.yaml's default device
-    grid = cells(cfg)
-    stray = set(cfg["train"]["cell_overrides"]) - {cell_key(*c) for c in grid}
+def check_overrides(cfg: dict) -> None:
+    """Override maps name no cell outside the grid and set none of the keys the grid sets."""
+    stray = set(cfg["train"]["cell_overrides"]) - {cell_key(*c) for c in cells(cfg)}
     if stray:
         raise ConfigError(f"train.cell_overrides: {sorted(stray)} name no cell of the grid "
                           "(keys are 'agent/task/seed')")
@@ -129,18 +149,33 @@ def compose_all(cfg: dict) -> dict:
             if name not in known and name not in (valid if valid is not None else task_names()):
                 raise ConfigError(f"train.{key}: {name!r} is neither in the grid's {known} nor a "
                                   f"known {key.split('_')[0]}")
+    for where, overrides in override_maps(cfg):
+        for key in GRID_KEYS:
+            if key in overrides:
+                home = ("the folder of its cell (results/runs/" + cell_config.RUN_DIR + ")"
+                        if key == "out_dir" else f"the config's {key}s list")
+                raise ConfigError(f"{where}: {key!r} (value {overrides[key]!r}) cannot be overridden; "
+                                  f"a cell's {key} is {home}")
+
+
+def compose_all(cfg: dict) -> dict:
+    """Each cell's resolved config, built and checked exactly as the cell itself would."""
+    os.environ["DRM_DEVICE"] = cfg["train"]["device"]  # drm/cfg/config.yaml's default device
+    check_overrides(cfg)
     resolved, composed = {}, {}
-    for agent, task, seed in grid:
+    for agent, task, seed in cells(cfg):
         overrides = overrides_of(cfg, agent, task, seed)
-        # A cell's config depends on its agent, task and overrides, not on its seed: composed
-        # once per distinct set (24 instead of 240 on the paper grid), checked the same.
+        # Only the seed check depends on a cell's seed: a config is composed once per distinct
+        # agent, task and overrides (24 instead of 240 on the paper grid), with its first seed,
+        # and each other seed is checked on its own.
         key = (agent, task, json.dumps(overrides, sort_keys=True, default=repr))
-        if key not in composed:
-            try:
-                composed[key] = cell_config.compose(agent, task, overrides)
-            except ValueError as err:
-                raise ConfigError(f"cell {cell_key(agent, task, seed)}: {err}"
-                                  f"{_given_in(cfg, agent, task, seed, str(err))}") from None
+        try:
+            if key not in composed:
+                composed[key] = cell_config.compose(agent, task, overrides, seed)
+            cell_config.check_seed(seed)
+        except ValueError as err:
+            raise ConfigError(f"cell {cell_key(agent, task, seed)}: {err}"
+                              f"{_given_in(cfg, agent, task, seed, str(err))}") from None
         resolved[(agent, task, seed)] = composed[key]
     return resolved
 
@@ -150,13 +185,7 @@ def _given_in(cfg: dict, agent: str, task: str, seed: int, error: str) -> str:
     if not error.startswith("unknown config key "):
         return ""
     bad = error.split("'")[1]
-    train = cfg["train"]
-    maps = [("train.overrides", train["overrides"]),
-            (f"train.agent_overrides.{agent}", train["agent_overrides"].get(agent, {})),
-            (f"train.task_overrides.{task}", train["task_overrides"].get(task, {})),
-            (f"train.cell_overrides['{cell_key(agent, task, seed)}']",
-             train["cell_overrides"].get(cell_key(agent, task, seed), {}))]
-    where = [name for name, overrides in maps if bad in overrides]
+    where = [name for name, overrides in cell_maps(cfg, agent, task, seed) if bad in overrides]
     known = _flat_keys(cell_config.compose(agent, task, {}))
     return f" (given in {', '.join(where)}){_did_you_mean(bad, known)}"
 
@@ -213,7 +242,7 @@ def hydra_args(overrides: dict) -> str:
 
 def mem_mb(cell, margin_mb: int) -> int:
     """The replay buffer (every frame stored once) plus a margin."""
-    return int(math.ceil(cell.replay_buffer_size * REPLAY_BYTES_PER_STEP / 2**20 + margin_mb))
+    return int(math.ceil(cell.replay_buffer_size * ReplayBuffer.max_bytes_per_step() / 2**20 + margin_mb))
 
 
 def runtime_minutes(cell, resources: dict, attempt: int) -> int:

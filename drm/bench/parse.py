@@ -20,9 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from drm.bench_aggregate import print_figures
+from drm.bench.output import print_figures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 WORKFLOW_FILES = ("Snakefile", "workflow", "config", "environment.yml")
 TARGET_S = 5.0
 

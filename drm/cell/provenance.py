@@ -13,7 +13,7 @@ PACKAGES = ("drm-repro", "torch", "mujoco", "dm_control", "numpy", "hydra-core",
 
 
 def git_state() -> dict:
-    repo = Path(__file__).resolve().parent.parent
+    repo = Path(__file__).resolve().parents[2]
 
     def git(*args):
         try:
