@@ -69,14 +69,14 @@ def micro(reps: int, profile: bool = False) -> dict:
         features = agent.encoder(b256[0].float())
     dormant_ms = _timed(lambda: dormant_ratio(agent.actor, (features, 0.0), 0.025), reps=reps * 3)
     flops = ceiling.update_flops(agent, b256, 10_000)
-    ceiling = ceiling.matmul_gflops()
+    ceiling_gflops = ceiling.matmul_gflops()
     achieved = flops["total"] / update_ms_b256 / 1e6
     extra = {"profile": ceiling.profile_update(agent, b256, 10_000)} if profile else {}
     return {
         **ceiling.cpu_info(), **extra,
         "update_gflop": flops["total"] / 1e9, "update_gflop_per_op": {k: v / 1e9 for k, v in flops["per_op"].items()},
-        "update_gflops": achieved, "matmul_ceiling_gflops": ceiling,
-        "update_pct_of_ceiling": 100.0 * achieved / ceiling,
+        "update_gflops": achieved, "matmul_ceiling_gflops": ceiling_gflops,
+        "update_pct_of_ceiling": 100.0 * achieved / ceiling_gflops,
         "update_ms_b256": update_ms_b256, "update_ms_b32": update_ms_b32, "act_ms": act_ms,
         "env_ms": env_ms, "dormant_ms": dormant_ms,
         "dormant_overhead_pct": 100.0 * dormant_ms / update_ms_b256,
