@@ -9,25 +9,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from baselines.drqv2 import DrQV2Agent
-from drm.bench import ceiling
-from drm.dormant import dormant_ratio
+from drm.bench import ceiling, workload
 
 REPO = Path(__file__).resolve().parents[1]
-OBS, ACTION = (9, 84, 84), (6,)
 
 
 def _agent():
     torch.manual_seed(0)
-    return DrQV2Agent(obs_shape=OBS, action_shape=ACTION, device="cpu", lr=1e-4, feature_dim=50,
-                      hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
-                      stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3, dormant_ratio_fn=dormant_ratio)
+    return workload.drqv2_agent()
 
 
 def _batch(n):
-    g = torch.Generator().manual_seed(0)
-    return (torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g), torch.rand(n, *ACTION, generator=g) * 2 - 1,
-            torch.rand(n, 1, generator=g), torch.full((n, 1), 0.97), torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g))
+    return workload.random_batch(n, seed=0)
 
 
 def _conv_forward_flops_per_sample() -> int:

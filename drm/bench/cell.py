@@ -36,11 +36,10 @@ def micro(reps: int, profile: bool = False) -> dict:
     import numpy as np
     import torch
 
-    from drm.bench import ceiling
+    from drm.bench import ceiling, workload
     from drm.cell import rendering
 
     rendering.choose_backend()
-    from baselines.drqv2 import DrQV2Agent
     from drm.cell.dmc import PixelEnv
     from drm.dormant import dormant_ratio
     from drm.cell.replay import ReplayBuffer
@@ -51,18 +50,10 @@ def micro(reps: int, profile: bool = False) -> dict:
     counter = iter(range(10**9))
     env_ms = _timed(lambda: env.step(actions[next(counter) % 10_000]), reps=200, warmup=5)
 
-    agent = DrQV2Agent(obs_shape=env.obs_shape, action_shape=env.action_shape, device="cpu",
-                       lr=1e-4, feature_dim=50, hidden_dim=1024, critic_target_tau=0.01,
-                       num_expl_steps=0, stddev_schedule="linear(1.0,0.1,500000)",
-                       stddev_clip=0.3, dormant_ratio_fn=dormant_ratio)
+    agent = workload.drqv2_agent("cpu", env.obs_shape, env.action_shape)
     act_ms = _timed(lambda: agent.act(ts.observation, 10_000, eval_mode=False), reps=200, warmup=5)
 
-    def batch(n):
-        return (torch.randint(0, 256, (n, *env.obs_shape), dtype=torch.uint8),
-                torch.rand(n, *env.action_shape) * 2 - 1, torch.rand(n, 1), torch.full((n, 1), 0.97),
-                torch.randint(0, 256, (n, *env.obs_shape), dtype=torch.uint8))
-
-    b256, b32 = batch(256), batch(32)
+    b256, b32 = (workload.random_batch(n, env.obs_shape, env.action_shape) for n in (256, 32))
     update_ms_b256 = _timed(lambda: agent.update(b256, 10_000), reps=reps)
     update_ms_b32 = _timed(lambda: agent.update(b32, 10_000), reps=reps * 3)
     with torch.no_grad():

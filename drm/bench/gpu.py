@@ -124,17 +124,10 @@ def update_ms(device: str, batch_size: int, reps: int) -> float:
     import numpy as np
     import torch
 
-    from baselines.drqv2 import DrQV2Agent
-    from drm.dormant import dormant_ratio
+    from drm.bench import workload
 
-    obs_shape, action_shape = (9, 84, 84), (6,)
-    agent = DrQV2Agent(obs_shape=obs_shape, action_shape=action_shape, device=device, lr=1e-4,
-                       feature_dim=50, hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
-                       stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
-                       dormant_ratio_fn=dormant_ratio)
-    n = batch_size
-    batch = (torch.randint(0, 256, (n, *obs_shape), dtype=torch.uint8), torch.rand(n, *action_shape) * 2 - 1,
-             torch.rand(n, 1), torch.full((n, 1), 0.97), torch.randint(0, 256, (n, *obs_shape), dtype=torch.uint8))
+    agent = workload.drqv2_agent(device)
+    batch = workload.random_batch(batch_size)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     times = []
     for i in range(reps + 2):

@@ -13,20 +13,14 @@ from __future__ import annotations
 import argparse
 import time
 
-OBS, ACTION = (9, 84, 84), (6,)
+from drm.bench import workload
 
 
 def _agent(seed: int):
     import torch
 
-    from baselines.drqv2 import DrQV2Agent
-    from drm.dormant import dormant_ratio
-
     torch.manual_seed(seed)
-    return DrQV2Agent(obs_shape=OBS, action_shape=ACTION, device="cpu", lr=1e-4, feature_dim=50,
-                      hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
-                      stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
-                      dormant_ratio_fn=dormant_ratio)
+    return workload.drqv2_agent()
 
 
 def _adam(agent, **kwargs) -> None:
@@ -59,15 +53,6 @@ LEVERS = {
 }
 
 
-def _batch(n: int, seed: int):
-    import torch
-
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g),
-            torch.rand(n, *ACTION, generator=g) * 2 - 1, torch.rand(n, 1, generator=g),
-            torch.full((n, 1), 0.97), torch.randint(0, 256, (n, *OBS), dtype=torch.uint8, generator=g))
-
-
 def max_difference(lever: str, batch_size: int, updates: int) -> float:
     """Largest |default - lever| over every parameter after `updates` identical updates."""
     import torch
@@ -75,7 +60,7 @@ def max_difference(lever: str, batch_size: int, updates: int) -> float:
     pair = [_agent(1), _agent(1)]
     LEVERS[lever][1](pair[1])
     for step in range(updates):
-        batch = _batch(batch_size, step)
+        batch = workload.random_batch(batch_size, seed=step)
         for agent in pair:
             torch.manual_seed(100 + step)
             agent.update(batch, 10_000 + step)
@@ -92,7 +77,7 @@ def timed(lever: str, batch_size: int, reps: int) -> tuple[float, float]:
 
     base, fast = _agent(1), _agent(1)
     LEVERS[lever][1](fast)
-    batch = _batch(batch_size, 0)
+    batch = workload.random_batch(batch_size, seed=0)
     times = {0: [], 1: []}
     for i in range(reps + 2):
         for k, agent in enumerate((base, fast)):
