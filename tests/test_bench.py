@@ -89,3 +89,12 @@ def test_the_gpu_benchmark_path_runs_shared_cells_on_the_cpu():
         assert g["frames_per_s_total"] == pytest.approx(g["frames_per_s_per_cell"] * g["cells"])
         assert 0 < g["cpu_cores_per_cell"] <= os.cpu_count() + 0.5  # one torch thread, plus rendering
         assert g["gpu_mib_per_cell"] is None  # no nvidia-smi on a CPU machine
+
+
+def test_the_parse_benchmark_times_the_paper_grid_and_snakemakes_own_start():
+    done = _bench("--parse", "--repeat", "1", "--json")
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(done.stdout)
+    assert result["command"] == "snakemake -n all" and result["target_s"] == 5.0
+    assert 0 < result["snakemake_start_s"] < result["parse_s"] == result["runs_s"][0]
+    assert result["cpu_s"] > 0

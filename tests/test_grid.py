@@ -47,6 +47,17 @@ def test_every_cell_is_composed_with_presets_and_overrides():
     assert cells[("drm", "hopper_hop", 1)].agent.expectile == 0.8
 
 
+def test_every_configured_task_is_a_control_suite_task():
+    # The grid check passes these without importing dm_control (drm.cell.dmc.check_task).
+    from drm.cell.dmc import check_task, task_names
+    from drm.cell.presets import configured_tasks
+
+    assert len(configured_tasks()) == 29  # 24 of DrQ-v2 and 6 more of DrM, less reach_duplo
+    assert configured_tasks() <= set(task_names())
+    with pytest.raises(ValueError, match="unknown task 'reach_duplo'"):
+        check_task("reach_duplo")  # DrQ-v2 configures it, but it is not a Control Suite task
+
+
 @pytest.mark.parametrize("cfg, message", [
     (with_(agents=["drm", "ppo"]), "agents: unknown ['ppo']; valid agents: drqv2, drm, alix"),
     (with_(tasks=["dog_fly"]), "tasks: unknown ['dog_fly']; valid tasks: acrobot_swingup"),

@@ -1,6 +1,7 @@
 """Resolving and checking a training cell's config before anything expensive starts."""
 import difflib
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -27,10 +28,28 @@ _SCHEDULE_KEYS = ("stddev_schedule", "agent.stddev_schedule")
 _UNQUOTED_SCHEDULE = re.compile(r"(step_)?linear\(.*\)")
 
 
+@lru_cache(maxsize=None)
+def _config_file(name: str) -> dict:
+    """A file of drm/cfg as plain data, parsed once per process."""
+    return OmegaConf.to_container(OmegaConf.load(CFG_DIR / name), resolve=False)
+
+
+@lru_cache(maxsize=None)
+def _defaults(agent: str) -> dict:
+    """An agent's config before the task, seed and overrides, merged once per process: the
+    workflow composes a config per (agent, task, overrides), and parsing and merging the YAML
+    files each time was most of its parse time."""
+    base = dict(_config_file("config.yaml"))
+    for key in ("defaults", "hydra"):
+        base.pop(key)
+    merged = OmegaConf.merge({"agent": _config_file(f"agent/{agent}.yaml")}, base)
+    return OmegaConf.to_container(merged, resolve=False)
+
+
 def known_keys(agent: str) -> list[str]:
     """Every key `python -m drm.train agent=<agent>` accepts, agent keys as `agent.<key>`."""
-    base = OmegaConf.load(CFG_DIR / "config.yaml")
-    agent_keys = OmegaConf.load(CFG_DIR / "agent" / f"{agent}.yaml")
+    base = _config_file("config.yaml")
+    agent_keys = _config_file(f"agent/{agent}.yaml")
     return ([k for k in base if k not in ("defaults", "hydra")] + ["agent"]
             + [f"agent.{k}" for k in agent_keys])
 
@@ -79,11 +98,11 @@ def check_command_line(args: list[str]) -> list[str]:
 
 def resolve(cfg: DictConfig) -> DictConfig:
     """Fill keys left at null from the task's official settings; user values win."""
-    from drm.cell.dmc import parse_task
+    from drm.cell.dmc import check_task
 
     if cfg.agent.name not in AGENTS:
         raise ValueError(f"unknown agent {cfg.agent.name!r}; valid agents: {', '.join(AGENTS)}")
-    parse_task(cfg.task)
+    check_task(cfg.task)
     with open_dict(cfg):
         for key, value in presets.task_settings(cfg.agent.name, cfg.task).items():
             if OmegaConf.select(cfg, key) is None:
@@ -98,10 +117,7 @@ def compose(agent: str, task: str, overrides: dict, seed: int = 1) -> DictConfig
     with, built without Hydra so the workflow can check every cell before submitting any."""
     if agent not in AGENTS:
         raise ValueError(f"unknown agent {agent!r}; valid agents: {', '.join(AGENTS)}")
-    base = OmegaConf.load(CFG_DIR / "config.yaml")
-    for key in ("defaults", "hydra"):
-        base.pop(key)
-    cfg = OmegaConf.merge({"agent": OmegaConf.load(CFG_DIR / "agent" / f"{agent}.yaml")}, base)
+    cfg = OmegaConf.create(_defaults(agent))  # a fresh copy: it is changed below
     cfg.task, cfg.seed, cfg.out_dir = task, seed, "."
     OmegaConf.set_struct(cfg, True)
     for key, value in overrides.items():

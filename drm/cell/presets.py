@@ -13,6 +13,13 @@ def tables() -> dict:
     return yaml.safe_load(TASKS_FILE.read_text())
 
 
+def configured_tasks() -> frozenset[str]:
+    """The Control Suite tasks this file configures (tests/test_grid.py checks them against
+    dm_control), so that checking one needs no import of dm_control."""
+    t = tables()
+    return (frozenset(t["drqv2"]) | frozenset(t["drm"])) - frozenset(t["outside_suite"])
+
+
 def task_settings(agent: str, task: str) -> dict:
     """The dotted-key settings of one (agent, task) cell, before any user override."""
     t = tables()

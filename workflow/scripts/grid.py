@@ -12,6 +12,7 @@ import shutil
 import subprocess
 
 from drm.cell import config as cell_config
+from drm.cell import presets
 from drm.cell.replay import ReplayBuffer
 
 
@@ -39,6 +40,12 @@ def task_names() -> dict:
         logging.root.handlers = handlers  # dm_control's import adds a root handler: log lines twice
         if unset:
             del os.environ["MUJOCO_GL"]
+
+
+def is_task(name: str) -> bool:
+    """Whether `name` is a Control Suite task; dm_control is imported only for a task that
+    drm/cfg/tasks.yaml does not configure."""
+    return name in presets.configured_tasks() or name in task_names()
 
 
 def _did_you_mean(word: str, known) -> str:
@@ -87,7 +94,7 @@ def check_grid(cfg: dict) -> None:
     if unknown:
         raise ConfigError(f"agents: unknown {unknown}; valid agents: {', '.join(cell_config.AGENTS)}")
     trains = bool(cfg["agents"] and cfg["seeds"])  # else only aggregates (published data)
-    unknown = [t for t in cfg["tasks"] if trains and t not in task_names()]
+    unknown = [t for t in cfg["tasks"] if trains and not is_task(t)]
     if unknown:
         raise ConfigError(f"tasks: unknown {unknown}; valid tasks: {', '.join(sorted(task_names()))}")
     if not all(isinstance(s, int) and not isinstance(s, bool) for s in cfg["seeds"]):
@@ -146,7 +153,7 @@ def check_overrides(cfg: dict) -> None:
     for key, known, valid in (("agent_overrides", cfg["agents"], cell_config.AGENTS),
                               ("task_overrides", cfg["tasks"], None)):
         for name in cfg["train"][key]:
-            if name not in known and name not in (valid if valid is not None else task_names()):
+            if name not in known and not (name in valid if valid is not None else is_task(name)):
                 raise ConfigError(f"train.{key}: {name!r} is neither in the grid's {known} nor a "
                                   f"known {key.split('_')[0]}")
     for where, overrides in override_maps(cfg):
