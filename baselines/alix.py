@@ -265,8 +265,7 @@ class ALIXAgent(DrQV2Agent):
         default betas, S in its own group (lr 2e-3, betas (0.5, 0.999))."""
         s = self.encoder.S
         convs = [p for p in self.encoder.parameters() if p is not s]
-        return torch.optim.Adam(
-            [{"params": convs}, {"params": [s], "lr": self.s_lr, "betas": self.s_betas}], lr=lr)
+        return utils.adam([{"params": convs}, {"params": [s], "lr": self.s_lr, "betas": self.s_betas}], lr)
 
     def make_augmentation(self) -> nn.Module:
         return nn.Identity()  # official `NoShiftAug`

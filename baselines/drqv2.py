@@ -97,8 +97,8 @@ class DrQV2Agent(utils.Agent):
             net.to(self.device)
 
         self.encoder_opt = self.make_encoder_optimizer(lr)
-        self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=lr)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=lr)
+        self.actor_opt = utils.adam(self.actor.parameters(), lr)
+        self.critic_opt = utils.adam(self.critic.parameters(), lr)
         self.aug = self.make_augmentation()
         self.train()
 
@@ -119,7 +119,7 @@ class DrQV2Agent(utils.Agent):
 
     # Subclasses (A-LIX) swap these parts.
     def make_encoder_optimizer(self, lr) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.encoder.parameters(), lr=lr)
+        return utils.adam(self.encoder.parameters(), lr)
 
     def make_augmentation(self) -> nn.Module:
         return utils.RandomShiftsAug(pad=4)
@@ -160,11 +160,13 @@ class DrQV2Agent(utils.Agent):
         return action.cpu().numpy()[0]
 
     def encode_batch(self, batch):
-        """Augment obs and next_obs independently; next_obs is encoded without gradients."""
+        """Augment obs and next_obs independently; next_obs is encoded without gradients.
+        The crop runs on the uint8 images, then the float conversion: the official order
+        (`aug(obs.float())`) gives the same numbers, moving four times the bytes."""
         obs, action, reward, discount, next_obs = (t.to(self.device) for t in batch)
-        obs = self.encoder(self.aug(obs.float()))
+        obs = self.encoder(self.aug(obs).float())
         with torch.no_grad():
-            next_obs = self.encoder(self.aug(next_obs.float()))
+            next_obs = self.encoder(self.aug(next_obs).float())
         return obs, action, reward, discount, next_obs
 
     def measure_dormant_ratio(self, obs_features: torch.Tensor) -> float:

@@ -177,7 +177,7 @@ class DrMAgent(DrQV2Agent):
         self.awaken_step: int | None = None  # t0, the agent step the actor first woke up
         self.perturb_count = 0
 
-        self.predictor_opt = torch.optim.Adam(self.value_predictor.parameters(), lr=lr)
+        self.predictor_opt = utils.adam(self.value_predictor.parameters(), lr)
 
     def build_networks(self, obs_shape, action_shape, feature_dim, hidden_dim) -> None:
         """The official order: encoder, actor, V, critic, target (a fresh critic given the

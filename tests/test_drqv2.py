@@ -41,6 +41,19 @@ def test_random_shift_is_the_exact_crop_and_within_rounding_of_the_official_grid
     assert 0 < difference.max() <= OFFICIAL_SHIFT_ROUNDING
 
 
+def test_cropping_the_uint8_images_then_converting_equals_the_official_order():
+    # encode_batch crops the replay's uint8 images and converts after; the official code
+    # converts first (aug(obs.float())). Same draw, same pixels, bitwise.
+    x = torch.randint(0, 256, (16, 9, 84, 84), dtype=torch.uint8)
+    aug = utils.RandomShiftsAug(4)
+    torch.manual_seed(7)
+    official_order = aug(x.float())
+    torch.manual_seed(7)
+    ours = aug(x).float()
+    assert ours.dtype == torch.float32 and ours.is_contiguous()
+    assert torch.equal(ours, official_order)
+
+
 def test_linear_schedule_counts_agent_steps():
     assert schedule.schedule("linear(1.0,0.1,500000)", 0) == 1.0
     assert schedule.schedule("linear(1.0,0.1,500000)", 250000) == pytest.approx(0.55)

@@ -45,9 +45,10 @@ def _channels_last(agent) -> None:
     encoder.forward = forward
 
 
+# Levers adopted as defaults since (bitwise equal), so no longer candidates here: the optimizer
+# step as `_foreach` ops (baselines.utils.adam) and the crop on uint8 images as a view of every
+# crop (baselines.utils.RandomShiftsAug); docs/performance.md has their figures.
 LEVERS = {
-    "adam_foreach": ("the optimizer step as a few batched ops instead of ~30 per-tensor loops",
-                     lambda a: _adam(a, foreach=True)),
     "adam_fused": ("the optimizer step as one fused kernel per parameter group", lambda a: _adam(a, fused=True)),
     "channels_last": ("the conv stack in NHWC (no layout reorders around each oneDNN conv)", _channels_last),
 }
