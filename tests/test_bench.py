@@ -43,6 +43,16 @@ def test_update_flops_equal_the_encoder_counted_by_hand():
     assert flops["per_op"]["addmm"] > 0 and flops["per_op"]["mm"] > 0  # trunks and heads
 
 
+def test_drms_workload_is_drqv2s_networks_plus_its_value_predictor():
+    # The bench compares DrM's update with DrQ-v2's on the same networks and batch.
+    torch.manual_seed(0)
+    drm, drqv2 = workload.drm_agent(), _agent()
+    assert [p.shape for p in drm.critic.parameters()] == [p.shape for p in drqv2.critic.parameters()]
+    metrics = drm.update(_batch(4), 10_000)
+    assert drm.perturb_count == 0 and drm.target_lambda == 0.6
+    assert all(torch.isfinite(torch.tensor(v)) for v in metrics.values() if isinstance(v, float))
+
+
 def test_the_profile_names_the_ops_that_take_the_time():
     rows = ceiling.profile_update(_agent(), _batch(8), 10_000, reps=1, top=10)
     assert len(rows) == 10 and 0 < sum(r["share_pct"] for r in rows) <= 100.0 + 1e-9

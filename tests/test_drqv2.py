@@ -6,20 +6,9 @@ import torch.nn.functional as F
 
 from baselines import schedule, utils
 from baselines.drqv2 import DrQV2Agent
+from drm.bench.official import random_shift_grid_sample as official_random_shift
 from drm.cell import presets
 from drm.dormant import dormant_ratio
-
-
-def official_random_shift(x, pad, shift):
-    """DrQ-v2's grid_sample formulation of the shift, with a given integer shift (n,1,1,2)."""
-    n, c, h, w = x.shape
-    x = F.pad(x, (pad,) * 4, "replicate")
-    eps = 1.0 / (h + 2 * pad)
-    arange = torch.linspace(-1.0 + eps, 1.0 - eps, h + 2 * pad)[:h]
-    arange = arange.unsqueeze(0).repeat(h, 1).unsqueeze(2)
-    base_grid = torch.cat([arange, arange.transpose(1, 0)], dim=2).unsqueeze(0).repeat(n, 1, 1, 1)
-    grid = base_grid + shift.float() * 2.0 / (h + 2 * pad)
-    return F.grid_sample(x, grid, padding_mode="zeros", align_corners=False)
 
 
 # The official grid_sample reads each pixel at a whole-pixel position only up to the float32

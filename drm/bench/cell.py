@@ -1,9 +1,9 @@
 """The cell benchmark (`python -m drm.bench [--json]`): what one training cell costs on this machine.
 
 Targets (the README's Benchmarks): replay <= 21.7 KB per transition; the dormant ratio <= 3% of
-an update; end-to-end frames/s >= 90% of the learner-bound rate (4000 / update ms, one update
-per 4 frames) at batch 256; the update at >= 60% of the machine's own matmul ceiling
-(drm.bench.ceiling), measured in the same run. `--profile` adds where an update's time goes, op
+an update; DrM's update <= 1.1x DrQ-v2's; end-to-end frames/s >= 90% of the learner-bound rate
+(4000 / update ms, one update per 4 frames) at batch 256; the update at >= 60% of the machine's
+own matmul ceiling (drm.bench.ceiling), measured in the same run. `--profile` adds where an update's time goes, op
 by op.
 """
 import argparse
@@ -56,6 +56,8 @@ def micro(reps: int, profile: bool = False) -> dict:
     b256, b32 = (workload.random_batch(n, env.obs_shape, env.action_shape) for n in (256, 32))
     update_ms_b256 = _timed(lambda: agent.update(b256, 10_000), reps=reps)
     update_ms_b32 = _timed(lambda: agent.update(b32, 10_000), reps=reps * 3)
+    drm = workload.drm_agent("cpu", env.obs_shape, env.action_shape)
+    drm_update_ms_b256 = _timed(lambda: drm.update(b256, 10_000), reps=reps)
     with torch.no_grad():
         features = agent.encoder(b256[0].float())
     dormant_ms = _timed(lambda: dormant_ratio(agent.actor, (features, 0.0), 0.025), reps=reps * 3)
@@ -69,6 +71,7 @@ def micro(reps: int, profile: bool = False) -> dict:
         "update_gflops": achieved, "matmul_ceiling_gflops": ceiling_gflops,
         "update_pct_of_ceiling": 100.0 * achieved / ceiling_gflops,
         "update_ms_b256": update_ms_b256, "update_ms_b32": update_ms_b32, "act_ms": act_ms,
+        "drm_update_ms_b256": drm_update_ms_b256, "drm_over_drqv2_update": drm_update_ms_b256 / update_ms_b256,
         "env_ms": env_ms, "dormant_ms": dormant_ms,
         "dormant_overhead_pct": 100.0 * dormant_ms / update_ms_b256,
         "learner_bound_frames_per_s": 4000.0 / update_ms_b256,
@@ -79,8 +82,10 @@ def micro(reps: int, profile: bool = False) -> dict:
 
 def end_to_end(update_episodes: int) -> float:
     """Frames/s of a real cell at batch 256 over its episodes with updates (train.csv `fps`),
-    with DMC's standard 1000-frame episodes after one episode of seeding."""
+    with DMC's standard 1000-frame episodes after one episode of seeding, at the thread count
+    the update was timed with (a cell's own default is $OMP_NUM_THREADS, else 1)."""
     import pandas as pd
+    import torch
 
     episode, seed_frames = 1000, 1000
     with tempfile.TemporaryDirectory() as out:
@@ -89,6 +94,7 @@ def end_to_end(update_episodes: int) -> float:
             f"episode_frames={episode}", f"num_seed_frames={seed_frames}", "batch_size=256",
             f"num_train_frames={seed_frames + episode * update_episodes}", "eval_every_frames=100000000",
             "num_eval_episodes=1", "replay_buffer_size=100000", "progress=false",
+            f"threads={torch.get_num_threads()}",
         ], check=True, capture_output=True, timeout=3600)
         train = pd.read_csv(Path(out) / "train.csv")
     return float(train[train.frame > seed_frames].fps.mean())
@@ -119,6 +125,8 @@ def main(argv=None) -> int:
     lines = [
         ("update at batch 256", f"{result['update_ms_b256']:.0f} ms"),
         ("update at batch 32", f"{result['update_ms_b32']:.0f} ms"),
+        ("DrM's update at batch 256", f"{result['drm_update_ms_b256']:.0f} ms = "
+         f"{result['drm_over_drqv2_update']:.2f}x DrQ-v2's (target <= 1.1x)"),
         ("acting (batch 1)", f"{result['act_ms']:.1f} ms"),
         (f"env step + render ({TASK})", f"{result['env_ms']:.1f} ms"),
         ("learner-bound rate", f"{result['learner_bound_frames_per_s']:.2f} frames/s"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from drm.bench import workload
+from drm.bench import official, workload
 
 
 def _agent(seed: int):
@@ -54,12 +54,13 @@ LEVERS = {
 }
 
 
-def max_difference(lever: str, batch_size: int, updates: int) -> float:
-    """Largest |default - lever| over every parameter after `updates` identical updates."""
+def max_difference(apply, batch_size: int, updates: int) -> float:
+    """Largest |default - changed| over every parameter after `updates` identical updates, the
+    second agent changed by `apply`."""
     import torch
 
     pair = [_agent(1), _agent(1)]
-    LEVERS[lever][1](pair[1])
+    apply(pair[1])
     for step in range(updates):
         batch = workload.random_batch(batch_size, seed=step)
         for agent in pair:
@@ -72,12 +73,12 @@ def max_difference(lever: str, batch_size: int, updates: int) -> float:
     return worst
 
 
-def timed(lever: str, batch_size: int, reps: int) -> tuple[float, float]:
-    """Median ms of the default update and of the lever's, timed alternately."""
+def timed(apply, batch_size: int, reps: int) -> tuple[float, float]:
+    """Median ms of the default update and of the one changed by `apply`, timed alternately."""
     import numpy as np
 
     base, fast = _agent(1), _agent(1)
-    LEVERS[lever][1](fast)
+    apply(fast)
     batch = workload.random_batch(batch_size, seed=0)
     times = {0: [], 1: []}
     for i in range(reps + 2):
@@ -99,9 +100,17 @@ def main(argv=None) -> int:
     import torch
 
     print(f"update at batch {args.batch_size}, {torch.get_num_threads()} torch threads")
+    if not args.only:
+        # The reference point: the official update's operations on the same networks.
+        ours_ms, official_ms = timed(official.as_official, args.batch_size, args.reps)
+        diff = max_difference(official.as_official, args.batch_size, args.checks)
+        print(f"{'official ops':<14} {official_ms:7.0f} ms -> {ours_ms:7.0f} ms (the harness's default: "
+              f"{official_ms / ours_ms:.2f}x as fast); largest difference after {args.checks} updates: "
+              f"{diff:.3g} (the grid_sample's rounding); the official code's grid_sample shift on float "
+              "images and per-tensor Adam (drm.bench.official)")
     for lever in args.only or LEVERS:
-        base_ms, lever_ms = timed(lever, args.batch_size, args.reps)
-        diff = max_difference(lever, args.batch_size, args.checks)
+        base_ms, lever_ms = timed(LEVERS[lever][1], args.batch_size, args.reps)
+        diff = max_difference(LEVERS[lever][1], args.batch_size, args.checks)
         print(f"{lever:<14} {base_ms:7.0f} ms -> {lever_ms:7.0f} ms ({100 * (1 - lever_ms / base_ms):+5.1f}% saved); "
               f"largest difference after {args.checks} updates: {diff:.3g}; {LEVERS[lever][0]}")
     return 0

@@ -15,6 +15,17 @@ def drqv2_agent(device: str = "cpu", obs_shape=OBS, action_shape=ACTION):
                       dormant_ratio_fn=dormant_ratio)
 
 
+def drm_agent(device: str = "cpu", obs_shape=OBS, action_shape=ACTION):
+    """DrM with cheetah_run's settings (drm/cfg/tasks.yaml) on the same networks: its update adds
+    the value predictor's fit and the blended target; no perturbation falls in a timed update."""
+    from drm.agent import DrMAgent
+
+    return DrMAgent(obs_shape=obs_shape, action_shape=action_shape, device=device, lr=1e-4,
+                    feature_dim=50, hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=0,
+                    stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
+                    max_perturb_factor=1.0, target_lambda=0.6)
+
+
 def random_batch(n: int, obs_shape=OBS, action_shape=ACTION, seed: int | None = None):
     """(obs, action, reward, discount, next_obs) as the replay yields them; from torch's global
     generator unless `seed` is given."""
