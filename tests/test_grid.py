@@ -2,6 +2,8 @@
 import math
 import os
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,16 @@ def test_every_configured_task_is_a_control_suite_task():
     assert configured_tasks() <= set(task_names())
     with pytest.raises(ValueError, match="unknown task 'reach_duplo'"):
         check_task("reach_duplo")  # DrQ-v2 configures it, but it is not a Control Suite task
+
+
+def test_composing_a_configured_task_imports_neither_dm_control_nor_torch():
+    # What keeps the parse of the paper grid under 5 s (python -m drm.bench --parse).
+    code = ("import sys; from drm.cell import config; config.compose('drm', 'hopper_hop', {}); "
+            "print(sorted(m for m in ('dm_control', 'torch') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.mark.parametrize("cfg, message", [

@@ -3,8 +3,8 @@
 Targets (the README's Benchmarks): replay <= 21.7 KB per transition; the dormant ratio <= 3% of
 an update; DrM's update <= 1.1x DrQ-v2's; end-to-end frames/s >= 90% of the learner-bound rate
 (4000 / update ms, one update per 4 frames) at batch 256; the update at >= 60% of the machine's
-own matmul ceiling (drm.bench.ceiling), measured in the same run. `--profile` adds where an update's time goes, op
-by op.
+own matmul ceiling (drm.bench.ceiling), measured in the same run. `--profile` adds where an
+update's time goes, op by op.
 """
 import argparse
 import json

@@ -23,14 +23,6 @@ def _agent(seed: int):
     return workload.drqv2_agent()
 
 
-def _adam(agent, **kwargs) -> None:
-    """Rebuild the three optimizers with Adam options (before any step: nothing is lost)."""
-    import torch
-
-    for name, net in (("encoder_opt", agent.encoder), ("actor_opt", agent.actor), ("critic_opt", agent.critic)):
-        setattr(agent, name, torch.optim.Adam(net.parameters(), lr=1e-4, **kwargs))
-
-
 def _channels_last(agent) -> None:
     """NHWC weights and activations: oneDNN convolutions then run without reordering to and
     from its blocked format; the features are flattened in the default (NCHW) order."""
@@ -49,7 +41,8 @@ def _channels_last(agent) -> None:
 # step as `_foreach` ops (baselines.utils.adam) and the crop on uint8 images as a view of every
 # crop (baselines.utils.RandomShiftsAug); docs/performance.md has their figures.
 LEVERS = {
-    "adam_fused": ("the optimizer step as one fused kernel per parameter group", lambda a: _adam(a, fused=True)),
+    "adam_fused": ("the optimizer step as one fused kernel per parameter group",
+                   lambda a: workload.rebuild_adam(a, fused=True)),
     "channels_last": ("the conv stack in NHWC (no layout reorders around each oneDNN conv)", _channels_last),
 }
 

@@ -41,8 +41,7 @@ class GridSampleShift(nn.Module):
 def as_official(agent):
     """A DrQ-v2 agent (before its first update) switched to the official operations: the
     grid_sample shift and Adam's per-tensor step (`foreach=False`) for its three optimizers."""
+    from drm.bench.workload import rebuild_adam
+
     agent.aug = GridSampleShift(4)
-    for name, net in (("encoder_opt", agent.encoder), ("actor_opt", agent.actor), ("critic_opt", agent.critic)):
-        lr = getattr(agent, name).param_groups[0]["lr"]
-        setattr(agent, name, torch.optim.Adam(net.parameters(), lr=lr, foreach=False))
-    return agent
+    return rebuild_adam(agent, foreach=False)
