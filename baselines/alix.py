@@ -140,9 +140,9 @@ class ALIXEncoder(nn.Module):
         with torch.no_grad():
             self.S.clamp_(0.0, 1.0)
         s = self.S.detach()
-        h = obs / 255.0 - 0.5
+        h = utils.normalize_pixels(obs)
         for conv, lix in zip(self.convs, self.lix):
-            h = lix(F.relu(conv(h)), s)
+            h = lix(F.relu(conv(h), inplace=True), s)  # in place: as DrQ-v2's encoder (same numbers)
         h = LearnS.apply(h, self.S, self.nd_kernel, self.nd_target, self.nd_eps, self)
         return h.view(h.shape[0], -1)
 

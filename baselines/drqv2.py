@@ -19,17 +19,18 @@ class Encoder(nn.Module):
         super().__init__()
         assert len(obs_shape) == 3
         self.repr_dim = 32 * 35 * 35
+        # The ReLUs overwrite their conv's output (the official ones allocate a new tensor): a
+        # conv's backward needs its input, not its output, so the numbers are the same.
         self.convnet = nn.Sequential(
-            nn.Conv2d(obs_shape[0], 32, 3, stride=2), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(),
+            nn.Conv2d(obs_shape[0], 32, 3, stride=2), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(inplace=True),
+            nn.Conv2d(32, 32, 3, stride=1), nn.ReLU(inplace=True),
         )
         self.apply(utils.weight_init)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        obs = obs / 255.0 - 0.5
-        h = self.convnet(obs)
+        h = self.convnet(utils.normalize_pixels(obs))
         return h.view(h.shape[0], -1)
 
 
@@ -148,7 +149,7 @@ class DrQV2Agent(utils.Agent):
         self.train(False)
         try:
             obs = torch.as_tensor(obs, device=self.device).unsqueeze(0)
-            dist = self.actor(self.encoder(obs.float()), self.stddev(step))
+            dist = self.actor(self.encoder(obs), self.stddev(step))
             if eval_mode:
                 action = dist.mean
             else:
@@ -161,12 +162,12 @@ class DrQV2Agent(utils.Agent):
 
     def encode_batch(self, batch):
         """Augment obs and next_obs independently; next_obs is encoded without gradients.
-        The crop runs on the uint8 images, then the float conversion: the official order
-        (`aug(obs.float())`) gives the same numbers, moving four times the bytes."""
+        The crop runs on the uint8 images and the encoder converts them to float: the official
+        order (`aug(obs.float())`) gives the same numbers, moving four times the bytes."""
         obs, action, reward, discount, next_obs = (t.to(self.device) for t in batch)
-        obs = self.encoder(self.aug(obs).float())
+        obs = self.encoder(self.aug(obs))
         with torch.no_grad():
-            next_obs = self.encoder(self.aug(next_obs).float())
+            next_obs = self.encoder(self.aug(next_obs))
         return obs, action, reward, discount, next_obs
 
     def measure_dormant_ratio(self, obs_features: torch.Tensor) -> float:

@@ -108,3 +108,20 @@ def test_the_parse_benchmark_times_the_paper_grid_and_snakemakes_own_start():
     assert result["command"] == "snakemake -n all" and result["target_s"] == 5.0
     assert 0 < result["snakemake_start_s"] < result["parse_s"] == result["runs_s"][0]
     assert result["cpu_s"] > 0
+
+
+def test_the_side_by_side_with_the_official_code_refuses_a_bad_official_path_in_one_line(tmp_path):
+    # The official code is never in this repo: the user passes a checkout, checked before any import
+    # (a drqv2.py that would say so if imported).
+    (tmp_path / "drqv2.py").write_text("raise SystemExit('the official code was imported')\n")
+    expected = ("expected a checkout of facebookresearch/drqv2 holding drqv2.py, dmc.py, "
+                "replay_buffer.py, utils.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
+    for path, problem in [(tmp_path / "absent", "does not exist"),
+                          (tmp_path / "drqv2.py", "is not a directory"),
+                          (tmp_path, "lacks dmc.py, replay_buffer.py, utils.py")]:
+        done = subprocess.run([sys.executable, "-m", "drm.bench", "--against-official", str(path)],
+                              capture_output=True, text=True, timeout=60, env=env, cwd=REPO)
+        assert done.returncode == 1 and done.stdout == ""
+        assert done.stderr.strip().splitlines() == [
+            f"python -m drm.bench --against-official: {path} {problem}: {expected}"]

@@ -1,11 +1,14 @@
 """DrQ-v2's pieces, value by value against docs/agents.md §1."""
+import copy
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from baselines import schedule, utils
-from baselines.drqv2 import DrQV2Agent
+from baselines.drqv2 import DrQV2Agent, Encoder
+from drm.bench.official import official_encoder
 from drm.bench.official import random_shift_grid_sample as official_random_shift
 from drm.cell import presets
 from drm.dormant import dormant_ratio
@@ -41,6 +44,29 @@ def test_cropping_the_uint8_images_then_converting_equals_the_official_order():
     ours = aug(x).float()
     assert ours.dtype == torch.float32 and ours.is_contiguous()
     assert torch.equal(ours, official_order)
+
+
+def test_normalizing_in_place_equals_the_official_expression_for_every_pixel_value():
+    pixels = torch.arange(256, dtype=torch.uint8).repeat(40).reshape(10, 1, 32, 32)
+    for obs in (pixels, pixels.float()):
+        before = obs.clone()
+        ours = utils.normalize_pixels(obs)
+        assert ours.dtype == torch.float32 and torch.equal(ours, pixels.float() / 255.0 - 0.5)
+        assert torch.equal(obs, before)  # the caller's tensor is left alone
+
+
+def test_encoder_with_in_place_relus_equals_the_official_encoder_and_its_gradients():
+    torch.manual_seed(0)
+    ours = Encoder((9, 84, 84))
+    official = official_encoder(copy.deepcopy(ours))
+    assert all(m.inplace for m in ours.convnet if isinstance(m, torch.nn.ReLU))
+    obs = torch.randint(0, 256, (4, 9, 84, 84), dtype=torch.uint8)
+    ours_out, official_out = ours(obs), official(obs.float())
+    assert torch.equal(ours_out, official_out)
+    ours_out.square().sum().backward()
+    official_out.square().sum().backward()
+    for a, b in zip(ours.parameters(), official.parameters()):
+        assert torch.equal(a.grad, b.grad)
 
 
 def test_linear_schedule_counts_agent_steps():

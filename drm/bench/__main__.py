@@ -1,14 +1,16 @@
 """`python -m drm.bench`: what one training cell costs (drm.bench.cell); `--aggregate` the
 statistics on a paper-size synthetic grid (drm.bench.stats); `--parse` the wait before any
 Snakemake command prints (drm.bench.parse); `--gpu` cells sharing one GPU (drm.bench.gpu);
-`--levers` each candidate speed-up of the update against the default (drm.bench.levers)."""
+`--levers` each candidate speed-up of the update against the default (drm.bench.levers);
+`--against-official DIR` the official DrQ-v2 code's end-to-end frames/s beside ours
+(drm.bench.against_official)."""
 import importlib
 import sys
 
 from drm.cell.allocator import restart_with_allocator_env
 
 MODES = {"--parse": "drm.bench.parse", "--aggregate": "drm.bench.stats", "--gpu": "drm.bench.gpu",
-         "--levers": "drm.bench.levers"}
+         "--levers": "drm.bench.levers", "--against-official": "drm.bench.against_official"}
 
 
 def main(argv=None):

@@ -28,18 +28,21 @@ def _channels_last(agent) -> None:
     from its blocked format; the features are flattened in the default (NCHW) order."""
     import torch
 
+    from baselines.utils import normalize_pixels
+
     encoder = agent.encoder.to(memory_format=torch.channels_last)
 
     def forward(obs):
-        h = encoder.convnet((obs / 255.0 - 0.5).contiguous(memory_format=torch.channels_last))
+        h = encoder.convnet(normalize_pixels(obs).contiguous(memory_format=torch.channels_last))
         return h.reshape(h.shape[0], -1)
 
     encoder.forward = forward
 
 
 # Levers adopted as defaults since (bitwise equal), so no longer candidates here: the optimizer
-# step as `_foreach` ops (baselines.utils.adam) and the crop on uint8 images as a view of every
-# crop (baselines.utils.RandomShiftsAug); docs/performance.md has their figures.
+# step as `_foreach` ops (baselines.utils.adam), the crop on uint8 images as a view of every
+# crop (baselines.utils.RandomShiftsAug), the normalisation and the encoder's ReLUs in place
+# (baselines.utils.normalize_pixels); docs/performance.md has their figures.
 LEVERS = {
     "adam_fused": ("the optimizer step as one fused kernel per parameter group",
                    lambda a: workload.rebuild_adam(a, fused=True)),

@@ -1,6 +1,7 @@
 """The official code's formulations of what the harness computes another way, for the benchmark's
-reference point and the tests' bounds: DrQ-v2's shift as a `grid_sample` over float images, and
-Adam's per-tensor step (torch's CPU default, which the official code gets by not choosing).
+reference point and the tests' bounds: DrQ-v2's shift as a `grid_sample` over float images,
+the encoder's normalisation and ReLUs each into a new tensor, and Adam's per-tensor step
+(torch's CPU default, which the official code gets by not choosing).
 
 `as_official(agent)` turns a harness agent into one that runs the official update's operations
 (docs/performance.md: the speed-up over them), on the same networks and batches.
@@ -38,10 +39,27 @@ class GridSampleShift(nn.Module):
         return random_shift_grid_sample(x, self.pad, shift)
 
 
+def official_encoder(encoder: nn.Module) -> nn.Module:
+    """DrQ-v2's encoder as the official code runs it: `obs / 255.0 - 0.5` and each ReLU into a
+    new tensor (the harness's does both in place, with the same numbers)."""
+    for module in encoder.convnet:
+        if isinstance(module, nn.ReLU):
+            module.inplace = False
+
+    def forward(obs: torch.Tensor) -> torch.Tensor:
+        h = encoder.convnet(obs / 255.0 - 0.5)
+        return h.view(h.shape[0], -1)
+
+    encoder.forward = forward
+    return encoder
+
+
 def as_official(agent):
     """A DrQ-v2 agent (before its first update) switched to the official operations: the
-    grid_sample shift and Adam's per-tensor step (`foreach=False`) for its three optimizers."""
+    grid_sample shift, the encoder's out-of-place normalisation and ReLUs, and Adam's
+    per-tensor step (`foreach=False`) for its three optimizers."""
     from drm.bench.workload import rebuild_adam
 
     agent.aug = GridSampleShift(4)
+    official_encoder(agent.encoder)
     return rebuild_adam(agent, foreach=False)

@@ -1,0 +1,163 @@
+"""`python -m drm.bench --against-official DIR`: the official DrQ-v2 code's end-to-end frames/s
+once updates run, then our cell's (drm.bench.cell.end_to_end), side by side on this machine:
+cheetah_run, 1000-frame episodes, batch 256, 1000 frames with updates, the same torch threads and
+allocator settings. The official code is never part of this repo: DIR is the user's own checkout
+of facebookresearch/drqv2 (c0c650b), whose drqv2.py, dmc.py, replay_buffer.py and utils.py run
+train.py's training loop as written here, without Hydra, logger, evaluation or video.
+"""
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+PROG = "python -m drm.bench --against-official"
+OFFICIAL_FILES = ("drqv2.py", "dmc.py", "replay_buffer.py", "utils.py")
+TASK, SEED = "cheetah_run", 1  # drm.bench.cell's task; cfgs/config.yaml's seed
+FRAME_STACK, ACTION_REPEAT, EPISODE_FRAMES = 3, 2, 1000  # cfgs/config.yaml; DMC's episode
+# cfgs/config.yaml's agent, with cfgs/task/medium.yaml's schedule (cheetah_run is medium)
+AGENT = dict(lr=1e-4, feature_dim=50, hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=2000,
+             update_every_steps=2, stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
+             use_tb=False)
+REPLAY = dict(max_size=1_000_000, nstep=3, discount=0.99)  # replay_buffer_size, nstep, discount
+
+
+def official_dir(path: str) -> Path:
+    """The checkout, or SystemExit in one line naming the path and what it must hold."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        problem = "is not a directory" if root.exists() else "does not exist"
+    else:
+        missing = [name for name in OFFICIAL_FILES if not (root / name).is_file()]
+        if not missing:
+            return root.resolve()
+        problem = f"lacks {', '.join(missing)}"
+    raise SystemExit(f"{PROG}: {path} {problem}: expected a checkout of "
+                     f"facebookresearch/drqv2 holding {', '.join(OFFICIAL_FILES)}")
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("official", metavar="DIR", help="a checkout of facebookresearch/drqv2")
+    parser.add_argument("--frames", type=int, default=1000,
+                        help="timed frames after seeding, whole 1000-frame episodes")
+    parser.add_argument("--seed-frames", type=int, default=None,
+                        help="untimed frames before the first update (default: 1000 per replay worker)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
+    parser.add_argument("--batch", type=int, default=256, help="batch size (smaller only for a smoke test)")
+    parser.add_argument("--workers", type=int, default=4,
+                        help="replay loader workers (the official replay_buffer_num_workers)")
+    args = parser.parse_args(argv)
+    # The official loader's worker w reads only episodes i with i % workers == w and fails
+    # (IndexError in random.choice) while it has none: it needs one finished episode per worker
+    # before the first update. Hence 1000 seed frames per worker (4 workers: 4000, the official
+    # num_seed_frames); `--workers 1 --seed-frames 1000` seeds as our cell does. Seeding is untimed.
+    if args.seed_frames is None:
+        args.seed_frames = EPISODE_FRAMES * max(1, args.workers)
+    for name in ("frames", "threads", "batch"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name} {getattr(args, name)}: give a positive integer")
+    if args.frames % EPISODE_FRAMES:
+        parser.error(f"--frames {args.frames}: give whole {EPISODE_FRAMES}-frame episodes (our cell "
+                     "times episodes)")
+    if args.workers < 0:
+        parser.error(f"--workers {args.workers}: give 0 (load in this process) or more")
+    if args.seed_frames // EPISODE_FRAMES < max(1, args.workers):
+        parser.error(f"--seed-frames {args.seed_frames} with --workers {args.workers}: the official "
+                     f"loader needs a finished {EPISODE_FRAMES}-frame episode per worker before the "
+                     f"first update; give --seed-frames >= {EPISODE_FRAMES * max(1, args.workers)}")
+    return args
+
+
+class _TimedIter:
+    """The loader's iterator, counting the seconds `agent.update` waits in next() for a batch."""
+
+    def __init__(self, it):
+        self.it, self.wait_s = it, 0.0
+
+    def __next__(self):
+        start = time.perf_counter()
+        batch = next(self.it)
+        self.wait_s += time.perf_counter() - start
+        return batch
+
+
+def run(official: Path, frames: int, seed_frames: int, threads: int, batch: int, workers: int) -> dict:
+    import torch
+
+    torch.set_num_threads(threads)
+    from drm.cell import rendering
+
+    backend = rendering.choose_backend()  # our cell's choice (train.py forces egl), before dm_control
+    sys.path.insert(0, str(official))
+    import dmc
+    import drqv2
+    import numpy as np
+    import utils
+    from dm_env import specs
+    from replay_buffer import ReplayBufferStorage, make_replay_loader
+
+    for module in (dmc, drqv2, utils):
+        if Path(module.__file__).resolve().parent != official:
+            raise SystemExit(f"{PROG}: module {module.__name__} came from {module.__file__}, "
+                             f"not from {official}")
+
+    with tempfile.TemporaryDirectory(prefix="drqv2-official-") as tmp:
+        utils.set_seed_everywhere(SEED)
+        env = dmc.make(TASK, FRAME_STACK, ACTION_REPEAT, SEED)
+        data_specs = (env.observation_spec(), env.action_spec(),
+                      specs.Array((1,), np.float32, "reward"), specs.Array((1,), np.float32, "discount"))
+        storage = ReplayBufferStorage(data_specs, Path(tmp) / "buffer")
+        loader = make_replay_loader(Path(tmp) / "buffer", REPLAY["max_size"], batch, workers,
+                                    False, REPLAY["nstep"], REPLAY["discount"])
+        agent = drqv2.DrQV2Agent(env.observation_spec().shape, env.action_spec().shape, device="cpu",
+                                 **AGENT)
+
+        train_until = utils.Until(seed_frames + frames, ACTION_REPEAT)
+        seed_until = utils.Until(seed_frames, ACTION_REPEAT)
+        step, updates, replay_iter, start, first_update_s = 0, 0, None, None, None
+        time_step = env.reset()
+        storage.add(time_step)
+        while train_until(step):
+            if time_step.last():
+                time_step = env.reset()
+                storage.add(time_step)
+            if start is None and not seed_until(step):
+                start = time.perf_counter()  # the first step that updates, from its action on
+            with torch.no_grad(), utils.eval_mode(agent):
+                action = agent.act(time_step.observation, step, eval_mode=False)
+            if not seed_until(step):
+                if replay_iter is None:  # train.py's replay_iter property: workers start here
+                    replay_iter = _TimedIter(iter(loader))
+                began = time.perf_counter()
+                agent.update(replay_iter, step)
+                if step % agent.update_every_steps == 0:
+                    updates += 1
+                    if first_update_s is None:
+                        first_update_s = time.perf_counter() - began
+            time_step = env.step(action)
+            storage.add(time_step)
+            step += 1
+        elapsed = time.perf_counter() - start
+        batch_wait_s = replay_iter.wait_s if replay_iter is not None else 0.0
+        del replay_iter  # stops the workers before their directory goes
+
+    timed_frames = (step - seed_frames // ACTION_REPEAT) * ACTION_REPEAT
+    return {"official_frames_per_s": timed_frames / elapsed, "frames": timed_frames, "updates": updates,
+            "threads": threads, "seed_frames": seed_frames, "batch": batch, "workers": workers,
+            "elapsed_s": elapsed, "first_update_s": first_update_s, "batch_wait_s": batch_wait_s,
+            "task": TASK, "rendering": backend, "official": str(official)}
+
+
+def main(argv=None) -> int:
+    from drm.bench.cell import end_to_end
+
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    official = official_dir(args.official)
+    result = run(official, args.frames, args.seed_frames, args.threads, args.batch, args.workers)
+    if args.batch == 256:  # ours runs at the official batch only
+        result["ours_frames_per_s"] = end_to_end(args.frames // EPISODE_FRAMES)
+        result["ours_over_official"] = result["ours_frames_per_s"] / result["official_frames_per_s"]
+    print(json.dumps(result))
+    return 0
