@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from drm.bench import ceiling, workload
+from drm.bench import ceiling, levers, official, workload
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -108,6 +108,17 @@ def test_the_parse_benchmark_times_the_paper_grid_and_snakemakes_own_start():
     assert result["command"] == "snakemake -n all" and result["target_s"] == 5.0
     assert 0 < result["snakemake_start_s"] < result["parse_s"] == result["runs_s"][0]
     assert result["cpu_s"] > 0
+
+
+def test_the_levers_difference_tells_the_same_numbers_a_reordering_and_a_loss_of_precision():
+    # The official out-of-place encoder computes the same numbers: nothing differs.
+    assert levers.differences(lambda a: official.official_encoder(a.encoder), 8, 2) == (0.0, 0.0)
+    # Reordered sums (NHWC convs) and bfloat16 both move parameters, by at most ~2 x lr after
+    # Adam's first step; the first critic loss tells rounding (~1e-7) from bf16's precision.
+    reordered, reordered_loss = levers.differences(levers.LEVERS["channels_last"][1], 8, 1)
+    bf16, bf16_loss = levers.differences(levers.LEVERS["bf16_autocast"][1], 8, 1)
+    assert 0 < reordered <= 2.1e-4 and 0 < bf16 <= 2.1e-4
+    assert reordered_loss < 1e-6 and bf16_loss > 1e-4
 
 
 def test_the_side_by_side_with_the_official_code_refuses_a_bad_official_path_in_one_line(tmp_path):
