@@ -12,14 +12,14 @@ import tempfile
 import time
 from pathlib import Path
 
+from drm.bench import workload
+from drm.bench.cell import EPISODE_FRAMES, TASK, end_to_end
+
 PROG = "python -m drm.bench --against-official"
 OFFICIAL_FILES = ("drqv2.py", "dmc.py", "replay_buffer.py", "utils.py")
-TASK, SEED = "cheetah_run", 1  # drm.bench.cell's task; cfgs/config.yaml's seed
-FRAME_STACK, ACTION_REPEAT, EPISODE_FRAMES = 3, 2, 1000  # cfgs/config.yaml; DMC's episode
-# cfgs/config.yaml's agent, with cfgs/task/medium.yaml's schedule (cheetah_run is medium)
-AGENT = dict(lr=1e-4, feature_dim=50, hidden_dim=1024, critic_target_tau=0.01, num_expl_steps=2000,
-             update_every_steps=2, stddev_schedule="linear(1.0,0.1,500000)", stddev_clip=0.3,
-             use_tb=False)
+SEED, FRAME_STACK, ACTION_REPEAT = 1, 3, 2  # cfgs/config.yaml
+# cfgs/config.yaml's agent for cheetah_run (the benchmarks' settings), with its exploration steps
+AGENT = dict(workload.SETTINGS, num_expl_steps=2000, update_every_steps=2, use_tb=False)
 REPLAY = dict(max_size=1_000_000, nstep=3, discount=0.99)  # replay_buffer_size, nstep, discount
 
 
@@ -151,8 +151,6 @@ def run(official: Path, frames: int, seed_frames: int, threads: int, batch: int,
 
 
 def main(argv=None) -> int:
-    from drm.bench.cell import end_to_end
-
     args = parse_args(sys.argv[1:] if argv is None else list(argv))
     official = official_dir(args.official)
     result = run(official, args.frames, args.seed_frames, args.threads, args.batch, args.workers)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 
 TASK = "cheetah_run"
+EPISODE_FRAMES = 1000  # DMC's standard episode
 
 
 def _timed(fn, reps: int, warmup: int = 2) -> float:
@@ -87,7 +88,7 @@ def end_to_end(update_episodes: int) -> float:
     import pandas as pd
     import torch
 
-    episode, seed_frames = 1000, 1000
+    episode, seed_frames = EPISODE_FRAMES, EPISODE_FRAMES
     with tempfile.TemporaryDirectory() as out:
         subprocess.run([
             sys.executable, "-m", "drm.train", "agent=drqv2", f"task={TASK}", "seed=1", f"out_dir={out}",
