@@ -270,11 +270,11 @@ class ALIXAgent(DrQV2Agent):
     def make_augmentation(self) -> nn.Module:
         return nn.Identity()  # official `NoShiftAug`
 
-    def update(self, batch, step: int) -> dict:
+    def update_on_device(self, batch, step: int) -> dict:
         self.encoder.nd_score = None
-        metrics = super().update(batch, step)
-        score = self.encoder.nd_score
-        metrics["lix_nd_score"] = float("nan") if score is None else score.item()
+        metrics = super().update_on_device(batch, step)
+        score = self.encoder.nd_score  # set during the critic's backward
+        metrics["lix_nd_score"] = float("nan") if score is None else score
         return metrics
 
     def log_columns(self) -> tuple:

@@ -170,15 +170,21 @@ class DrQV2Agent(utils.Agent):
             next_obs = self.encoder(self.aug(next_obs))
         return obs, action, reward, discount, next_obs
 
-    def measure_dormant_ratio(self, obs_features: torch.Tensor) -> float:
+    def measure_dormant_ratio(self, obs_features: torch.Tensor) -> torch.Tensor | float:
+        """A 0-d float64 tensor on the agent's device (no host sync), NaN without a function."""
         if self.dormant_ratio_fn is None:
             return float("nan")
         return self.dormant_ratio_fn(self.actor, (obs_features, 0.0), self.dormant_threshold)
 
     def update(self, batch, step: int) -> dict:
+        """One update; its metrics as Python floats, read back in one transfer at the end."""
+        return utils.metrics_to_host(self.update_on_device(batch, step))
+
+    def update_on_device(self, batch, step: int) -> dict:
+        """The update itself; metrics stay tensors on the agent's device (no host sync)."""
         obs, action, reward, discount, next_obs = self.encode_batch(batch)
         metrics = {"actor_dormant_ratio": self.measure_dormant_ratio(obs.detach()),
-                   "batch_reward": reward.mean().item()}
+                   "batch_reward": reward.mean()}
         metrics.update(self.update_critic(obs, action, reward, discount, next_obs, step))
         metrics.update(self.update_actor(obs.detach(), step))
         utils.soft_update_params(self.critic, self.critic_target, self.critic_target_tau)
@@ -201,11 +207,11 @@ class DrQV2Agent(utils.Agent):
         critic_loss.backward()
         self.critic_opt.step()
         self.encoder_opt.step()
-        return {
-            "critic_loss": critic_loss.item(),
-            "critic_q1": q1.mean().item(),
-            "critic_q2": q2.mean().item(),
-            "critic_target_q": target_q.mean().item(),
+        return {  # tensors: `update` reads every metric back at once
+            "critic_loss": critic_loss.detach(),
+            "critic_q1": q1.detach().mean(),
+            "critic_q2": q2.detach().mean(),
+            "critic_target_q": target_q.mean(),
         }
 
     def update_actor(self, obs, step: int) -> dict:
@@ -216,4 +222,4 @@ class DrQV2Agent(utils.Agent):
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         self.actor_opt.step()
-        return {"actor_loss": actor_loss.item(), "stddev": self.stddev(step)}
+        return {"actor_loss": actor_loss.detach(), "stddev": self.stddev(step)}

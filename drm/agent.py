@@ -254,7 +254,7 @@ class DrMAgent(DrQV2Agent):
         self.predictor_opt.zero_grad(set_to_none=True)
         v_loss.backward()
         self.predictor_opt.step()
-        return {"v_loss": v_loss.item()}
+        return {"v_loss": v_loss.detach()}
 
     def critic_target_value(self, next_obs, step: int) -> torch.Tensor:
         """lambda * V(s') + (1 - lambda) * min(Q1', Q2')(s', a'), V the online V network,
@@ -266,13 +266,14 @@ class DrMAgent(DrQV2Agent):
         return lam * self.value_predictor(next_obs) + (1 - lam) * explore
 
     # ---- one update, in the official order (docs/agents.md §2.6) ------------------------------
-    def update(self, batch, step: int) -> dict:
+    def update_on_device(self, batch, step: int) -> dict:
         if self.use_perturb and step % self.dormant_perturb_interval == 0:
             self.perturb()  # uses the previous update's beta
         obs, action, reward, discount, next_obs = self.encode_batch(batch)
-        self.dormant_ratio = self.measure_dormant_ratio(obs.detach())
+        # The update's one mid-way host sync: beta sets this update's stddev and lambda.
+        self.dormant_ratio = float(self.measure_dormant_ratio(obs.detach()))
         self.note_awakening(step)
-        metrics = {"actor_dormant_ratio": self.dormant_ratio, "batch_reward": reward.mean().item()}
+        metrics = {"actor_dormant_ratio": self.dormant_ratio, "batch_reward": reward.mean()}
         if self.use_exploit:
             metrics.update(self.update_value(obs.detach(), action))
         else:

@@ -23,8 +23,10 @@ def measured_modules(network: nn.Module) -> list[nn.Module]:
 
 
 @torch.no_grad()
-def dormant_ratio(network: nn.Module, inputs: tuple, threshold: float) -> float:
-    """Fraction of the network's Linear units that are tau-dormant on this batch."""
+def dormant_ratio(network: nn.Module, inputs: tuple, threshold: float) -> torch.Tensor:
+    """Fraction of the network's Linear units that are tau-dormant on this batch, as a 0-d
+    float64 tensor on the network's device: counting stays on the device (no host sync per
+    layer); `float()` of it is exactly the official `dormant / total`."""
     outputs: list[torch.Tensor] = []
     hooks = [
         module.register_forward_hook(lambda _m, _i, out: outputs.append(out.detach()))
@@ -35,9 +37,9 @@ def dormant_ratio(network: nn.Module, inputs: tuple, threshold: float) -> float:
     finally:
         for hook in hooks:
             hook.remove()
-    dormant = total = 0
+    dormant, total = [], 0
     for out in outputs:
         per_unit = out.abs().reshape(-1, out.shape[-1]).mean(dim=0)
-        dormant += int((per_unit < threshold * per_unit.mean()).sum())
+        dormant.append((per_unit < threshold * per_unit.mean()).sum())
         total += per_unit.numel()
-    return dormant / total
+    return torch.stack(dormant).sum().to(torch.float64) / total

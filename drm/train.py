@@ -82,17 +82,30 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+# The float32 precision of GPU matmuls and cuDNN convolutions, in torch's fp32_precision API.
+# false: the official codes' settings, written out rather than left to torch's defaults: cuDNN
+# convolutions (and RNNs, so the two cuDNN flags agree) in TF32 on Ampere and later, matmuls in
+# full FP32 (torch's default since 1.12, the DrM repo's torch 1.12.1). true: IEEE FP32 for all.
+# (After `true`, torch refuses to read its legacy `cudnn.allow_tf32`: read the new flags.)
+FP32_PRECISION = {
+    False: {"matmul": "ieee", "cudnn_conv": "tf32", "cudnn_rnn": "tf32"},
+    True: {"matmul": "ieee", "cudnn_conv": "ieee", "cudnn_rnn": "ieee"},
+}
+
+
 def configure_determinism(deterministic: bool) -> None:
     """GPU determinism (config key `deterministic`). True: torch's deterministic algorithms
     (an op without one raises), cuDNN deterministic without benchmarking, float32 matmuls and
     convolutions in full precision (no TF32), and cuBLAS's fixed workspace (CUBLAS_WORKSPACE_CONFIG,
-    kept if the user set it). False: the official codes' settings, cuDNN benchmarking on and
-    torch's precision defaults. On the CPU both give the same, deterministic, numbers."""
+    kept if the user set it). False: the official codes' settings, cuDNN benchmarking on, TF32
+    convolutions, FP32 matmuls. Every flag is set either way, so a process that configures
+    twice ends as the last call says. On the CPU both give the same, deterministic, numbers."""
     if deterministic:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    precision = "ieee" if deterministic else "none"  # "none": torch's defaults (TF32 convs allowed)
-    torch.backends.cuda.matmul.fp32_precision = precision
-    torch.backends.cudnn.conv.fp32_precision = precision
+    precision = FP32_PRECISION[bool(deterministic)]
+    torch.backends.cuda.matmul.fp32_precision = precision["matmul"]
+    torch.backends.cudnn.conv.fp32_precision = precision["cudnn_conv"]
+    torch.backends.cudnn.rnn.fp32_precision = precision["cudnn_rnn"]
     torch.use_deterministic_algorithms(deterministic)
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
@@ -140,7 +153,7 @@ class Cell:
         self.show_progress = sys.stderr.isatty() if progress == "auto" else progress == "True"
         self.session_start, self.session_first_frame = time.time(), 0
         # Built by `build` once out_dir is claimed; the logs gain the agent's columns there.
-        self.train_env = self.eval_env = self.agent = self.replay = None
+        self.train_env = self.eval_env = self.agent = self.replay = self.batches = None
         self.agent_columns = []
         self.eval_log = CsvLog(self.work / "eval.csv", EVAL_COLUMNS)
         self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS)
@@ -148,6 +161,7 @@ class Cell:
     def build(self) -> None:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
         cfg = self.cfg
+        from drm.cell.batches import BatchPrefetcher
         from drm.cell.dmc import PixelEnv
         from drm.cell.replay import FRAME_SHAPE, ReplayBuffer
 
@@ -165,6 +179,7 @@ class Cell:
         self.replay = ReplayBuffer(cfg.replay_buffer_size, FRAME_SHAPE, self.train_env.action_shape,
                                    cfg.frame_stack, cfg.nstep, cfg.discount, seed=cfg.seed,
                                    sample_running_episode=cfg.agent.replay_sample_running_episode)
+        self.batches = BatchPrefetcher(self.replay, cfg.batch_size, self.device, enabled=cfg.prefetch_batches)
         self.agent_columns = list(self.agent.log_columns())
         self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS + [
             c for c in self.agent_columns if c not in TRAIN_COLUMNS])
@@ -238,7 +253,7 @@ class Cell:
             "agent": self.agent.state_dict(),
             "replay_total": self.replay.total, "replay_finished_total": self.replay.finished_total,
             "replay_rng": self.replay.rng.bit_generator.state,
-            "rng": snapshot.rng_states(),
+            "rng": snapshot.rng_states(self.device),
             "train_env_rng": self.train_env.get_rng_state(),
             "eval_env_rng": self.eval_env.get_rng_state(),
             "eval_rows": self.eval_log.rows, "train_rows": self.train_log.rows,
@@ -266,7 +281,7 @@ class Cell:
         self.replay.load_chunks(self.work / "replay", state["replay_total"], state["replay_finished_total"])
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.saved_total = state["replay_total"]
-        snapshot.set_rng_states(state["rng"])
+        snapshot.set_rng_states(state["rng"], self.device)
         self.train_env.set_rng_state(state["train_env_rng"])
         self.eval_env.set_rng_state(state["eval_env_rng"])
         self.eval_log.truncate(state["eval_rows"])
@@ -342,7 +357,10 @@ class Cell:
                         self.out.rmdir()
             raise
         try:
-            self.train()
+            try:
+                self.train()
+            finally:
+                self.batches.close()
             self.publish()
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -388,7 +406,7 @@ class Cell:
                 self.progress()
             action = self.agent.act(ts.observation, self.step, eval_mode=False)
             if self.step >= seed_steps and self.step % cfg.update_every_steps == 0:
-                batch = tuple(torch.from_numpy(x) for x in self.replay.sample(cfg.batch_size))
+                batch = self.batches.next(adds_before_next=cfg.update_every_steps)
                 for key, value in self.agent.update(batch, self.step).items():
                     metrics.setdefault(key, []).append(value)
             ts = self.train_env.step(action)
@@ -417,6 +435,7 @@ class Cell:
             "rendering": self.backend, "command": sys.argv,
             "git": provenance.git_state(), "packages": provenance.versions(),
             "machine": provenance.machine(self.device), "determinism": provenance.determinism(),
+            "batches": self.batches.summary(),  # the batch pipeline, this start only
         }
         _write_atomic(self.out / "meta.json", json.dumps(meta, indent=2, default=str))
         shutil.rmtree(self.work)

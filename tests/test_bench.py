@@ -88,17 +88,31 @@ def test_the_gpu_benchmark_without_cuda_says_so_in_one_line():
 @pytest.mark.timeout(900)
 def test_the_gpu_benchmark_path_runs_shared_cells_on_the_cpu():
     done = _bench("--gpu", "--device", "cpu", "--cells", "1,2", "--reps", "1", "--batch-size", "16",
-                  "--episode-frames", "100", "--seed-frames", "100", "--update-episodes", "1", "--json",
-                  timeout=800)
+                  "--threads", "1", "--episode-frames", "100", "--seed-frames", "100",
+                  "--update-episodes", "2", "--json", timeout=800)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(done.stdout)
-    assert result["device"] == "cpu" and result["update_ms"] > 0
+    assert result["device"] == "cpu" and result["threads_per_cell"] == 1
+    assert result["update_ms_tf32_conv"] > 0 and result["update_ms_fp32_conv"] > 0
     assert [g["cells"] for g in result["groups"]] == [1, 2]
     for g in result["groups"]:
         assert g["frames_per_s_per_cell"] > 0
-        assert g["frames_per_s_total"] == pytest.approx(g["frames_per_s_per_cell"] * g["cells"])
+        assert g["frames_per_s_per_gpu"] == pytest.approx(g["frames_per_s_per_cell"] * g["cells"])
         assert 0 < g["cpu_cores_per_cell"] <= os.cpu_count() + 0.5  # one torch thread, plus rendering
-        assert g["gpu_mib_per_cell"] is None  # no nvidia-smi on a CPU machine
+        assert g["gpu_mib_per_cell_incl_rendering"] is None  # no nvidia-smi on a CPU machine
+        assert 0 <= g["sample_and_copy_hidden_pct"] <= 100  # the cells' batch pipeline ran
+
+
+def test_the_gpu_benchmark_counts_only_the_window_every_cell_trains_in():
+    """The barrier: episodes of a cell running alone (before the others start, after they end)
+    do not count; cells that never overlapped are each measured over their own episodes."""
+    from drm.bench.gpu import barrier_rates
+
+    early = [(0, 10, 100.0), (10, 20, 50.0), (20, 30, 50.0)]  # alone for its first episode
+    late = [(10, 20, 40.0), (20, 30, 40.0), (30, 40, 90.0)]  # alone for its last
+    assert barrier_rates([early, late]) == ([50.0, 40.0], True)
+    assert barrier_rates([[(0, 10, 100.0)], [(20, 30, 60.0)]]) == ([100.0, 60.0], False)
+    assert "--update-episodes 1: give 2 or more" in _bench("--gpu", "--device", "cpu", "--update-episodes", "1").stderr
 
 
 def test_the_parse_benchmark_times_the_paper_grid_and_snakemakes_own_start():

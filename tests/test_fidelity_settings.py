@@ -59,8 +59,25 @@ def test_deterministic_sets_the_torch_flags_and_meta_records_them(restore_determ
     assert provenance.determinism()["cublas_workspace_config"] == ":16:8", "a user's value is kept"
     configure_determinism(False)
     recorded = provenance.determinism()
-    assert (recorded["deterministic_algorithms"], recorded["cudnn_deterministic"],
-            recorded["cudnn_benchmark"], recorded["matmul_fp32_precision"]) == (False, False, True, "none")
+    assert (recorded["deterministic_algorithms"], recorded["cudnn_deterministic"], recorded["cudnn_benchmark"],
+            recorded["matmul_fp32_precision"], recorded["cudnn_conv_fp32_precision"]) == (False, False, True, "ieee", "tf32")
+
+
+@pytest.mark.parametrize("order", [(False,), (True,), (True, False), (False, True, False)])
+def test_the_default_keeps_tf32_convolutions_and_fp32_matmuls(order, restore_determinism):
+    """The official codes' GPU precision: cuDNN convolutions in TF32 (torch's default, which
+    `none` turned off), matmuls in FP32; deterministic=true turns TF32 off everywhere. The last
+    call decides, and with TF32 on torch's legacy flags still read back."""
+    for deterministic in order:
+        configure_determinism(deterministic)
+    flags = (torch.backends.cudnn.conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision,
+             torch.backends.cuda.matmul.fp32_precision)
+    if order[-1]:
+        assert flags == ("ieee", "ieee", "ieee")
+    else:
+        assert flags == ("tf32", "tf32", "ieee")
+        assert torch.backends.cudnn.allow_tf32 is True and torch.backends.cuda.matmul.allow_tf32 is False
+        assert torch.get_float32_matmul_precision() == "highest"
 
 
 KW = dict(obs_shape=(9, 84, 84), action_shape=(2,), device="cpu", lr=1e-4, feature_dim=4,

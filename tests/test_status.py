@@ -49,7 +49,7 @@ def start_cell(root: Path, agent: str, seed: int, frames: list[int], end: float,
     if snapshot_frame is not None:
         snapshot.save(run / "work" / "snapshot.pt", {
             "step": snapshot_frame // 2, "last_snapshot_frame": snapshot_frame,
-            "agent": {"actor": {"weight": torch.ones(3, 3)}}, "rng": snapshot.rng_states()})
+            "agent": {"actor": {"weight": torch.ones(3, 3)}}, "rng": snapshot.rng_states(torch.device("cpu"))})
     for path in (run / "train.log", log, run / "work" / "snapshot.pt"):
         if path.exists():
             os.utime(path, (end, end))

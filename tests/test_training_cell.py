@@ -49,10 +49,16 @@ def test_cell_writes_the_contract_files(reference_run):
 
 
 def test_killed_and_resumed_run_ends_with_the_same_files(reference_run, tmp_path):
-    kill_and_resume(tmp_path, "drqv2")
+    """Also the batch pipeline's check on a real cell: the reference draws its batches ahead in
+    a thread (the default), this run serially (prefetch_batches=false), killed and resumed."""
+    kill_and_resume(tmp_path, "drqv2", prefetch_batches="false")
     for name in ("eval.csv", "train.csv"):
         assert without_wall_clock(read_csv(tmp_path / name)) == without_wall_clock(read_csv(reference_run / name))
-    assert json.loads((tmp_path / "meta.json").read_text())["starts"] == 2
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    assert meta["starts"] == 2
+    assert meta["batches"]["drawn_ahead"] == 0
+    reference = json.loads((reference_run / "meta.json").read_text())["batches"]
+    assert reference["drawn_ahead"] > 10 * reference["drawn_serially"], "most batches were drawn ahead"
 
 
 def test_same_seed_twice_gives_identical_returns(reference_run, tmp_path):

@@ -18,10 +18,12 @@ RUN_DIR = "{agent}/{task}/seed{seed}"  # a cell's folder, relative to the runs f
 def run_dir(agent: str, task: str, seed: int) -> str:
     """A cell's folder, relative to the runs folder: drm/hopper_hop/seed3."""
     return RUN_DIR.format(agent=agent, task=task, seed=seed)
-# Keys that may differ between the start and the resumption of one run.
+# Keys that may differ between the start and the resumption of one run (prefetch_batches gives
+# the same batches either way).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
 # warned about (drm.cell.snapshot.compute_settings), not refused.
-RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads")
+RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
+                 "prefetch_batches")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
 _SCHEDULE_KEYS = ("stddev_schedule", "agent.stddev_schedule")
@@ -161,7 +163,8 @@ def check(cfg: DictConfig) -> None:
              "device", cfg.device, "auto, cpu, cuda or cuda:N")
     _require(str(cfg.progress) in ("auto", "True", "False"), "progress", cfg.progress,
              "auto, true or false")
-    _require(isinstance(cfg.deterministic, bool), "deterministic", cfg.deterministic, "true or false")
+    for key in ("deterministic", "prefetch_batches"):
+        _require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
     running = cfg.agent.replay_sample_running_episode
     _require(isinstance(running, bool), "agent.replay_sample_running_episode", running, "true or false")
     if not running:  # the first update needs an ended episode

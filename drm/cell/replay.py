@@ -61,32 +61,57 @@ class ReplayBuffer:
         if ts.last:
             self.finished_total = self.total
 
-    def _valid(self, g: np.ndarray) -> np.ndarray:
-        cap, oldest = self.capacity, max(0, self.total - self.capacity)
+    def _valid(self, g: np.ndarray, total: int) -> np.ndarray:
+        cap, oldest = self.capacity, max(0, total - self.capacity)
         start = self.episode_start[g % cap]
         same_episode = self.episode_start[(g + self.nstep) % cap] == start
         stack_kept = np.maximum(g - self.frame_stack + 1, start) >= oldest
         return same_episode & stack_kept
 
-    def _stack(self, g: np.ndarray, start: np.ndarray) -> np.ndarray:
+    def _stack(self, g: np.ndarray, start: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         offsets = np.arange(-self.frame_stack + 1, 1)
         idx = np.maximum(g[:, None] + offsets, start[:, None]) % self.capacity
-        frames = self.frames[idx]  # (B, stack, 3, H, W)
-        return frames.reshape(len(g), -1, *frames.shape[3:])
+        if out is None:
+            out = np.empty(*self.batch_layout(len(g))[0])
+        # mode="clip" (the indices are in range already) lets numpy write into `out` directly.
+        np.take(self.frames, idx, axis=0, out=out.reshape(*idx.shape, *self.frames.shape[1:]),
+                mode="clip")
+        return out
+
+    def batch_layout(self, batch_size: int) -> list[tuple[tuple[int, ...], np.dtype]]:
+        """Each array of a batch: its shape and dtype (obs, action, reward, discount, next_obs)."""
+        obs = ((batch_size, self.frame_stack * self.frames.shape[1], *self.frames.shape[2:]), self.frames.dtype)
+        return [obs, ((batch_size, *self.actions.shape[1:]), self.actions.dtype),
+                ((batch_size, 1), self.rewards.dtype), ((batch_size, 1), self.discounts.dtype), obs]
 
     def sample(self, batch_size: int):
         """(obs, action, n-step reward, gamma^n * env discounts, next_obs) as numpy arrays."""
-        end = self.total if self.sample_running_episode else self.finished_total
-        low, high = max(0, self.total - self.capacity), end - self.nstep  # g in [low, high)
+        return self.sample_from(self.rng, self.view(), batch_size)
+
+    def view(self) -> tuple[int, int]:
+        """What a sample depends on besides the generator: (total, finished_total)."""
+        return self.total, self.finished_total
+
+    def sample_from(self, rng: np.random.Generator, view: tuple[int, int], batch_size: int,
+                    out: tuple[np.ndarray, ...] | None = None):
+        """The batch `sample` draws with `rng` when the ring is at `view`, into `out` if given.
+
+        It reads only steps of [oldest, end) at that view, where end is `finished_total`, or
+        `total` when the running episode is sampled. So while the ring is at an earlier view
+        of the same finished episodes, it can be drawn ahead (drm.cell.batches): the steps
+        being added in the meantime overwrite only slots older than `oldest`."""
+        total, finished_total = view
+        end = total if self.sample_running_episode else finished_total
+        low, high = max(0, total - self.capacity), end - self.nstep  # g in [low, high)
         if high <= low:
             raise RuntimeError("replay holds no complete n-step transition yet" + (
                 "" if self.sample_running_episode else " of a finished episode"))
-        g = self.rng.integers(low, high, size=batch_size)
+        g = rng.integers(low, high, size=batch_size)
         for _ in range(1000):
-            bad = ~self._valid(g)
+            bad = ~self._valid(g, total)
             if not bad.any():
                 break
-            g[bad] = self.rng.integers(low, high, size=int(bad.sum()))
+            g[bad] = rng.integers(low, high, size=int(bad.sum()))
         else:
             raise RuntimeError("replay holds no valid transition (episodes shorter than nstep?)")
         cap = self.capacity
@@ -96,8 +121,14 @@ class ReplayBuffer:
         for k in range(1, self.nstep + 1):
             reward += discount * self.rewards[(g + k) % cap]
             discount *= self.discounts[(g + k) % cap] * self.discount
-        return (self._stack(g, start), self.actions[(g + 1) % cap], reward[:, None],
-                discount[:, None], self._stack(g + self.nstep, start))
+        obs_out, action_out, reward_out, discount_out, next_out = out or (None,) * 5
+        batch = (self._stack(g, start, obs_out), self.actions[(g + 1) % cap], reward[:, None],
+                 discount[:, None], self._stack(g + self.nstep, start, next_out))
+        if out is None:
+            return batch
+        for target, value in zip((action_out, reward_out, discount_out), batch[1:4]):
+            np.copyto(target, value)
+        return out
 
     # Snapshots: the ring only ever appends, so each snapshot writes just the steps added since
     # the previous one, as an immutable chunk file; a resumed run reads the chunks it needs.

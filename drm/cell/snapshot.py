@@ -16,30 +16,65 @@ import numpy as np
 import torch
 
 
-def rng_states() -> dict:
+def rng_states(device: torch.device) -> dict:
+    """Every generator the run draws from. CUDA's only for a cuda cell, and only its own
+    device's: a CPU cell never initialises CUDA, and a snapshot does not depend on how many
+    GPUs happened to be visible."""
     state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
              "python": random.getstate()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
+    if device.type == "cuda":
+        state["cuda_device"] = torch.cuda.get_rng_state(device)
     return state
 
 
-def set_rng_states(state: dict) -> None:
+def cuda_rng_state(state: dict, device: torch.device) -> torch.Tensor | None:
+    """The saved CUDA generator state for `device`. Snapshots before the per-device format
+    kept one state per visible GPU (`cuda`); the cell ran on the first of them (cuda:0 unless
+    the device named another), so that one is restored, however many GPUs are visible now."""
+    if device.type != "cuda":
+        return None
+    if "cuda_device" in state:
+        return state["cuda_device"]
+    per_gpu = state.get("cuda") or []
+    index = device.index or 0
+    return per_gpu[index] if index < len(per_gpu) else None
+
+
+def set_rng_states(state: dict, device: torch.device) -> None:
     torch.set_rng_state(state["torch"])
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    cuda_state = cuda_rng_state(state, device)
+    if cuda_state is not None:
+        torch.cuda.set_rng_state(cuda_state, device)
+
+
+def _nvidia_driver() -> str | None:
+    """The NVIDIA kernel driver's version, from the file the driver itself provides."""
+    try:
+        text = Path("/proc/driver/nvidia/version").read_text()
+    except OSError:
+        return None
+    words = text.split()
+    return next((w for w in words if w[:1].isdigit() and w.count(".") >= 1), None)
 
 
 def compute_settings(device: torch.device) -> dict:
     """What decides a run's bits besides its config and seeds: a resumption that changes any of
-    these continues the run, but no longer as an uninterrupted one would."""
-    return {"torch_threads": torch.get_num_threads(), "device": str(device),
-            "default_dtype": str(torch.get_default_dtype()),
-            "float32_matmul_precision": torch.get_float32_matmul_precision(),
-            "cudnn_deterministic": torch.backends.cudnn.deterministic,
-            "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    these continues the run, but no longer as an uninterrupted one would. On a GPU that includes
+    the model, driver, CUDA and cuDNN versions and the float32 precision flags."""
+    settings = {"torch_threads": torch.get_num_threads(), "device": str(device),
+                "default_dtype": str(torch.get_default_dtype()),
+                "float32_matmul_precision": torch.get_float32_matmul_precision(),
+                "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                "cudnn_benchmark": torch.backends.cudnn.benchmark}
+    if device.type == "cuda":
+        settings.update({
+            "gpu": torch.cuda.get_device_name(device), "nvidia_driver": _nvidia_driver(),
+            "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
+            "matmul_fp32_precision": torch.backends.cuda.matmul.fp32_precision,
+            "cudnn_conv_fp32_precision": torch.backends.cudnn.conv.fp32_precision})
+    return settings
 
 
 def settings_changes(saved: dict, now: dict) -> list[str]:
