@@ -130,12 +130,14 @@ def _write_atomic(path: Path, text: str) -> None:
 class Cell:
     def __init__(self, cfg: DictConfig):
         """Everything that can refuse the command cheaply; `build` does the expensive rest."""
-        self.backend = rendering.choose_backend()  # before anything imports dm_control
+        config.check_device(cfg.device)
+        self.device = pick_device(str(cfg.device))
+        self.rendering = rendering.choose(  # before anything imports dm_control; EGL on this GPU
+            rendering.CudaDevice.of(self.device) if self.device.type == "cuda" else None)
         self.cfg = config.resolve(cfg)
         self.out = Path(cfg.out_dir)
         self.work = self.out / "work"
         self.snapshot_path = self.work / "snapshot.pt"
-        self.device = pick_device(str(cfg.device))
         self.threads, self.threads_reason = choose_threads(cfg.threads)
         torch.set_num_threads(self.threads)
         check_determinism_possible(hydra.utils.get_class(cfg.agent._target_), self.device, cfg.deterministic)
@@ -384,8 +386,10 @@ class Cell:
         self.restore()
         self.session_first_frame = self.step * self.repeat
         self.log(f"start {cfg.agent.name} {cfg.task} seed={cfg.seed} device={self.device} "
-                 f"torch threads={self.threads} ({self.threads_reason}) {self.backend} "
+                 f"torch threads={self.threads} ({self.threads_reason}) {self.rendering} "
                  f"frame={self.step * self.repeat}/{cfg.num_train_frames}")
+        for line in self.rendering.warnings:
+            self.warn(line)
 
         train_steps = cfg.num_train_frames // self.repeat
         seed_steps = cfg.num_seed_frames // self.repeat
@@ -432,7 +436,7 @@ class Cell:
             "frames": self.step * self.repeat, "final_eval_return": self.last_eval,
             "started_at": starts[0]["started_at"], "finished_at": datetime.now(timezone.utc).isoformat(),
             "wall_seconds": self.elapsed(), "starts": len(starts),
-            "rendering": self.backend, "command": sys.argv,
+            "rendering": self.rendering.record(), "command": sys.argv,
             "git": provenance.git_state(), "packages": provenance.versions(),
             "machine": provenance.machine(self.device), "determinism": provenance.determinism(),
             "batches": self.batches.summary(),  # the batch pipeline, this start only

@@ -139,6 +139,12 @@ def check_seed(seed) -> None:
     _require(isinstance(seed, int) and not isinstance(seed, bool), "seed", seed, "an integer")
 
 
+def check_device(device) -> None:
+    """Checked before the rest (drm.train needs the device to choose the rendering device)."""
+    _require(str(device) in ("auto", "cpu", "cuda") or str(device).startswith("cuda:"),
+             "device", device, "auto, cpu, cuda or cuda:N")
+
+
 def check(cfg: DictConfig) -> None:
     """Refuse impossible numbers with the key, the value and what would be accepted."""
     from baselines.schedule import check_schedule
@@ -159,8 +165,7 @@ def check(cfg: DictConfig) -> None:
              and cfg.episode_frames // cfg.action_repeat > cfg.nstep,
              "episode_frames", cfg.episode_frames,
              f"a multiple of action_repeat={cfg.action_repeat} longer than nstep={cfg.nstep} agent steps")
-    _require(str(cfg.device) in ("auto", "cpu", "cuda") or str(cfg.device).startswith("cuda:"),
-             "device", cfg.device, "auto, cpu, cuda or cuda:N")
+    check_device(cfg.device)
     _require(str(cfg.progress) in ("auto", "True", "False"), "progress", cfg.progress,
              "auto, true or false")
     for key in ("deterministic", "prefetch_batches"):
