@@ -50,7 +50,14 @@ configure_determinism(False)
 print('cell defaults: matmul', torch.backends.cuda.matmul.fp32_precision,
       'cudnn conv', torch.backends.cudnn.conv.fp32_precision, 'benchmark', torch.backends.cudnn.benchmark)
 EOF"
-step "2 EGL devices and renderer" 60 "$PY" -m drm.cell.rendering --device cuda
+step "2 EGL devices and the renderer per GPU" 90 "$PY" -c '
+import torch
+from drm.cell import rendering
+print("EGL devices:", *(f"  {d.describe()}" for d in rendering.egl_devices()), sep="\n")
+for i in range(torch.cuda.device_count()):
+    chosen = rendering.choose(rendering.CudaDevice.of(torch.device(f"cuda:{i}")))
+    print(f"cuda:{i}: {chosen}", *(f"  warning: {w}" for w in chosen.warnings), sep="\n")
+'
 step "3 python -m drm.bench --gpu" 240 "$PY" -m drm.bench --gpu --reps 10 --update-episodes 2 \
   --seed-frames 1000 --episode-frames 1000 --cells 1,2,4,8 --timeout 200
 
