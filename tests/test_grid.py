@@ -10,7 +10,9 @@ import pytest
 import yaml
 
 import grid
+from drm.cell.csvlog import CsvLog
 from drm.cell.replay import ReplayBuffer
+from drm.train import TRAIN_COLUMNS
 
 CONFIG = {
     "agents": ["drm", "drqv2"], "tasks": ["hopper_hop", "dog_run"], "seeds": [1, 2],
@@ -166,17 +168,35 @@ def test_overrides_of_known_agents_and_tasks_outside_the_grid_are_ignored():
 
 def test_more_gpu_slots_than_gpus_are_refused(monkeypatch):
     monkeypatch.delenv("DRM_GPU_SLOTS", raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     cfg = with_(train={**CONFIG["train"], "device": "cuda"})
-    with pytest.raises(grid.ConfigError, match=r"gpu=3 asks for more GPU slots than exist: 2 GPUs x "
+    with pytest.raises(grid.ConfigError, match=r"gpu=3 asks for more GPU slots than exist: 2 GPUs \(0,1\) x "
                                                r"resources.jobs_per_gpu=1 = 2"):
-        grid.claim_local_gpus(cfg, gpu_limit=3, detected=2)
-    with pytest.raises(grid.ConfigError, match="no GPU is visible here"):
-        grid.claim_local_gpus(cfg, gpu_limit=None, detected=0)
-    grid.claim_local_gpus(cfg, gpu_limit=2, detected=2)
-    assert os.environ["DRM_GPU_SLOTS"] == "2"
+        grid.claim_local_gpus(cfg, gpu_limit=3, gpus=["0", "1"])
+    with pytest.raises(grid.ConfigError, match=r"no GPU is visible here \(nvidia-smi -L lists none\)"):
+        grid.claim_local_gpus(cfg, gpu_limit=None, gpus=[])
+    grid.claim_local_gpus(cfg, gpu_limit=2, gpus=["0", "1"])
+    assert os.environ["DRM_GPU_SLOTS"] == "0,1"
     cfg["resources"]["jobs_per_gpu"] = 2
-    grid.claim_local_gpus(cfg, gpu_limit=4, detected=2)
-    assert (os.environ["DRM_GPU_SLOTS"], os.environ["DRM_JOBS_PER_GPU"]) == ("4", "2")
+    grid.claim_local_gpus(cfg, gpu_limit=4, gpus=["2", "3"])
+    assert os.environ["DRM_GPU_SLOTS"] == "2,3,2,3", "round-robin over the user's GPUs"
+
+
+@pytest.mark.parametrize("visible, gpus", [("2,3", ["2", "3"]), ("", []), ("-1", []),
+                                           ("GPU-5e1a", ["GPU-5e1a"])])
+def test_the_gpu_count_honours_cuda_visible_devices(monkeypatch, visible, gpus):
+    """The user's CUDA_VISIBLE_DEVICES, not nvidia-smi, says which GPUs the grid may use."""
+    monkeypatch.delenv("DRM_GPU_SLOTS", raising=False)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    assert grid.detected_gpus() == gpus
+    cfg = with_(train={**CONFIG["train"], "device": "cuda"})
+    if gpus:
+        grid.claim_local_gpus(cfg, gpu_limit=None, gpus=grid.detected_gpus())
+        assert os.environ["DRM_GPU_SLOTS"] == ",".join(gpus)
+    else:
+        with pytest.raises(grid.ConfigError, match=rf"no GPU is visible here \(CUDA_VISIBLE_DEVICES="
+                                                   rf"'{visible}' names none\)"):
+            grid.claim_local_gpus(cfg, gpu_limit=None, gpus=grid.detected_gpus())
 
 
 def test_hydra_args_survive_the_shell_and_hydras_grammar():
@@ -192,7 +212,61 @@ def test_resources_follow_the_replay_and_the_frame_budget():
     per_step = ReplayBuffer.max_bytes_per_step()  # the replay's own figure, about 21.4 KB
     assert 21_300 < per_step < 21_500
     assert grid.mem_mb(dog, 1000) == 1000 + math.ceil(1_000_000 * per_step / 2**20)
-    uncapped = {**CONFIG["resources"], "max_runtime_minutes": 10**6}
-    assert grid.runtime_minutes(dog, uncapped, attempt=1) == 10 * 60 * 1.25 + 10  # 1M frames at 100k/h
-    assert grid.runtime_minutes(dog, uncapped, attempt=2) == 10 * 60 * 1.25 * 2 + 10
-    assert grid.runtime_minutes(dog, CONFIG["resources"], attempt=1) == 600, "capped"
+    left = grid.training_left(dog.num_train_frames, CONFIG["resources"], None)
+    assert left == (1_000_000, 100_000)
+    assert grid.runtime_minutes(left, 10**6, attempt=1) == 10 * 60 * 1.25 + 10  # 1M frames at 100k/h
+    assert grid.runtime_minutes(left, 10**6, attempt=2) == 10 * 60 * 1.25 * 2 + 10
+    assert grid.runtime_minutes(left, 600, attempt=1) == 600, "capped"
+
+
+# (frames left, frames per hour, max_runtime_minutes) -> (the time limit a job asks for, the jobs
+# the cell needs, the jobs Snakemake allows it with the SLURM profile's retries: 2). Each job
+# trains for its limit less 10 minutes of start: at 200k frames/h a 30.1M-frame cell trains
+# 150.5 h x 1.25 = 11288 min, 4 jobs of 2880 min, where 3 (1 + retries: 2) fell short.
+LONG_CELLS = [
+    pytest.param(30_100_000, 200_000, 2880, 2880, 4, 6, id="30.1M frames, 48 h partition"),
+    pytest.param(30_100_000, 200_000, 1440, 1440, 8, 10, id="30.1M frames, 24 h partition"),
+    pytest.param(30_100_000, 100_000, 2880, 2880, 8, 10, id="30.1M frames at half the speed"),
+    pytest.param(3_100_000, 200_000, 2880, 1173, 1, 3, id="3.1M frames"),
+    pytest.param(1_100_000, 200_000, 2880, 423, 1, 3, id="1.1M frames"),
+    pytest.param(1_100_000, 200_000, 240, 240, 2, 4, id="1.1M frames, 4 h partition"),
+    pytest.param(1_000_000, 100_000, 600, 600, 2, 4, id="1M frames, 10 h cap"),
+    pytest.param(0, 200_000, 2880, 10, 1, 3, id="nothing left"),
+]
+
+
+@pytest.mark.parametrize("frames, per_hour, max_minutes, runtime, jobs, allowed", LONG_CELLS)
+def test_a_long_cell_spans_as_many_time_limited_jobs_as_it_needs(frames, per_hour, max_minutes,
+                                                                 runtime, jobs, allowed):
+    left = (frames, per_hour)
+    assert grid.runtime_minutes(left, max_minutes, attempt=1) == runtime
+    assert grid.jobs_needed(left, max_minutes) == jobs
+    training = frames / per_hour * 60 * grid.SPEED_SLACK  # minutes, with the slack
+    per_job = max_minutes - grid.START_MINUTES
+    assert jobs * per_job >= training > (jobs - 1) * per_job or jobs == 1, "enough jobs, and no more"
+    # The train rule's retries follow the grid's longest cell; a 1.1M-frame cell beside it.
+    assert 1 + grid.train_retries(2, [grid.jobs_needed((1_100_000, 200_000), max_minutes), jobs]) == allowed
+
+
+def test_the_measured_speed_of_a_started_cell_replaces_the_configured_one(tmp_path):
+    """A cell's work/train.csv, as the cell writes it: frames and training seconds so far."""
+    run = tmp_path / "seed1"
+    assert grid.trained_so_far(run) is None, "not started"
+    (run / "work").mkdir(parents=True)
+    log = CsvLog(run / "work" / "train.csv", TRAIN_COLUMNS + ["actor_loss"])
+    log.truncate(0)
+    assert grid.trained_so_far(run) is None, "no episode yet"
+    for episode in range(1, 2001):  # a long log: only its last row is read
+        log.write({"frame": episode * 1000, "step": episode * 500, "episode": episode,
+                   "total_time": episode * 14.4, "fps": 69.4, "actor_loss": 0.5})
+    progress = grid.trained_so_far(run)
+    assert progress == (2_000_000, 2000 * 14.4)
+    resources = {**CONFIG["resources"], "frames_per_hour": 200_000}
+    frames, per_hour = grid.training_left(30_100_000, resources, progress)
+    assert frames == 28_100_000 and per_hour == pytest.approx(250_000)  # 1000 frames per 14.4 s
+    assert grid.training_left(30_100_000, resources, None) == (30_100_000, 200_000)
+    # 28.1M frames at 250k/h: 140.5 h x 1.25 = 8430 min of training, 3 jobs of 2880 min
+    assert grid.jobs_needed((frames, per_hour), 2880) == 3
+    assert grid.training_left(2_000_000, resources, progress) == (0, pytest.approx(250_000))
+
+

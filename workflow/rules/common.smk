@@ -1,4 +1,5 @@
 # Config validation and the helpers the rules share; the logic lives in workflow/scripts/grid.py.
+import os
 import sys
 from pathlib import Path
 
@@ -7,6 +8,7 @@ from snakemake.utils import validate
 
 RULES = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
 sys.path.insert(0, str(RULES.parent / "scripts"))
+import gpu_slot  # noqa: E402  (workflow/scripts/gpu_slot.py)
 import grid  # noqa: E402  (workflow/scripts/grid.py)
 from drm.analysis import claims  # noqa: E402
 from drm.cell.config import AGENTS, RUN_DIR, RUNS  # noqa: E402
@@ -37,10 +39,32 @@ def _trains_here():
 
 
 onstart:
-    # Only here does Snakemake know where jobs run and which will run.
-    if _trains_here():
+    # Only here does Snakemake know where jobs run and which will run. Local jobs share this
+    # machine's GPUs through workflow/scripts/gpu_slot.py (the slots it reads are this run's
+    # only); jobs that the SLURM executor submits each get a GPU from SLURM, and as many
+    # resubmissions as the grid's longest cell needs beyond --retries.
+    os.environ.pop(gpu_slot.SLOTS_ENV, None)
+    if not workflow.local_exec:
+        _allow_long_cells()
+    elif _trains_here():
         limit = workflow.resource_settings.resources.get("gpu")
         grid.claim_local_gpus(config, limit.value if limit is not None else None, grid.detected_gpus())
+
+
+def _training_left(agent, task, seed):
+    run = Path(RUN.format(agent=agent, task=task, seed=seed))
+    return grid.training_left(CELLS[(agent, task, seed)].num_train_frames, config["resources"],
+                              grid.trained_so_far(run))
+
+
+def _allow_long_cells():
+    """A cell longer than resources.max_runtime_minutes spans several time-limited jobs, each
+    resuming from the last one's snapshot: Snakemake resubmits a failed job `retries` times
+    (--retries, the profile's, for failures), plus here the jobs that the grid's longest cell
+    needs beyond its first. Retries are a rule's, known to Snakemake only once it runs: set here."""
+    jobs = [grid.jobs_needed(_training_left(*cell), config["resources"]["max_runtime_minutes"])
+            for cell in CELLS]
+    rules.train.rule.restart_times = grid.train_retries(rules.train.rule.restart_times, jobs)
 
 
 def grid_outputs(name):
@@ -64,4 +88,5 @@ def cell_mem_mb(wildcards):
 
 
 def cell_runtime(wildcards, attempt):
-    return grid.runtime_minutes(_cell(wildcards), config["resources"], attempt)
+    left = _training_left(wildcards.agent, wildcards.task, int(wildcards.seed))
+    return grid.runtime_minutes(left, config["resources"]["max_runtime_minutes"], attempt)

@@ -2,6 +2,7 @@
 
 Plain Python behind workflow/rules/common.smk so that it is unit-tested like the rest.
 """
+import csv
 import difflib
 import json
 import logging
@@ -10,7 +11,9 @@ import os
 import shlex
 import shutil
 import subprocess
+from pathlib import Path
 
+import gpu_slot  # workflow/scripts/gpu_slot.py: the slots' layout and variable
 from drm.cell import config as cell_config
 from drm.cell import presets
 from drm.cell.replay import ReplayBuffer
@@ -204,7 +207,22 @@ def _flat_keys(cfg, prefix: str = "") -> list[str]:
     return keys
 
 
-def detected_gpus() -> int:
+def visible_gpus(environ, count_gpus) -> list[str]:
+    """The GPUs local jobs may use: the user's CUDA_VISIBLE_DEVICES when set (ids or UUIDs, read
+    as CUDA reads it: empty hides every GPU, an entry like -1 those after it), else every GPU
+    that `count_gpus()` (nvidia_smi_gpus) counts, by index."""
+    if "CUDA_VISIBLE_DEVICES" not in environ:
+        return [str(index) for index in range(count_gpus())]
+    gpus = []
+    for entry in (e.strip() for e in environ["CUDA_VISIBLE_DEVICES"].split(",")):
+        if not entry or entry.startswith("-"):
+            break
+        gpus.append(entry)
+    return gpus
+
+
+def nvidia_smi_gpus() -> int:
+    """GPUs that `nvidia-smi -L` lists; 0 without nvidia-smi or when it fails."""
     if shutil.which("nvidia-smi") is None:
         return 0
     try:
@@ -214,21 +232,31 @@ def detected_gpus() -> int:
     return sum(line.startswith("GPU ") for line in out.stdout.splitlines()) if out.returncode == 0 else 0
 
 
-def claim_local_gpus(cfg: dict, gpu_limit: int | None, detected: int) -> None:
-    """On a workstation: GPU slots for workflow/scripts/gpu_slot.py, never more than exist.
+def detected_gpus() -> list[str]:
+    """The GPU ids of this machine that the user left visible (visible_gpus)."""
+    return visible_gpus(os.environ, nvidia_smi_gpus)
 
-    `gpu_limit` is Snakemake's `--resources gpu=N` (from the command line or a profile)."""
+
+def claim_local_gpus(cfg: dict, gpu_limit: int | None, gpus: list[str]) -> None:
+    """On a workstation, or inside a SLURM allocation (salloc) that runs the local profile: GPU
+    slots for workflow/scripts/gpu_slot.py, never more than exist.
+
+    `gpu_limit` is Snakemake's `--resources gpu=N` (from the command line or a profile); `gpus`
+    are the GPU ids jobs may use (detected_gpus)."""
     if cfg["train"]["device"] != "cuda" or not cells(cfg):
         return
     per_gpu = cfg["resources"]["jobs_per_gpu"]
-    if detected == 0:
-        raise ConfigError("train.device is cuda but no GPU is visible here (nvidia-smi -L); use "
+    if not gpus:
+        where = (f"CUDA_VISIBLE_DEVICES={os.environ['CUDA_VISIBLE_DEVICES']!r} names none"
+                 if "CUDA_VISIBLE_DEVICES" in os.environ else "nvidia-smi -L lists none")
+        raise ConfigError(f"train.device is cuda but no GPU is visible here ({where}); use "
                           "--workflow-profile workflow/profiles/slurm, or set train.device: cpu")
-    if gpu_limit is not None and gpu_limit > detected * per_gpu:
+    slots = gpu_slot.slot_gpus(gpus, per_gpu)
+    if gpu_limit is not None and gpu_limit > len(slots):
         raise ConfigError(f"resources gpu={gpu_limit} asks for more GPU slots than exist: "
-                          f"{detected} GPUs x resources.jobs_per_gpu={per_gpu} = {detected * per_gpu}")
-    os.environ["DRM_GPU_SLOTS"] = str(detected * per_gpu)  # local jobs inherit the environment
-    os.environ["DRM_JOBS_PER_GPU"] = str(per_gpu)
+                          f"{len(gpus)} GPUs ({','.join(gpus)}) x resources.jobs_per_gpu={per_gpu} "
+                          f"= {len(slots)}")
+    os.environ[gpu_slot.SLOTS_ENV] = ",".join(slots)  # local jobs inherit the environment
 
 
 def hydra_args(overrides: dict) -> str:
@@ -252,7 +280,58 @@ def mem_mb(cell, margin_mb: int) -> int:
     return int(math.ceil(cell.replay_buffer_size * ReplayBuffer.max_bytes_per_step() / 2**20 + margin_mb))
 
 
-def runtime_minutes(cell, resources: dict, attempt: int) -> int:
-    """The frame budget at the configured speed, with slack, growing with each retry."""
-    hours = cell.num_train_frames / resources["frames_per_hour"]
-    return min(int(math.ceil(hours * 60 * 1.25 * attempt)) + 10, resources["max_runtime_minutes"])
+# A job's time limit: its training at the expected speed x SPEED_SLACK (the speed is an estimate)
+# plus START_MINUTES (imports; on a resume, the replay read back from its chunks).
+SPEED_SLACK = 1.25
+START_MINUTES = 10
+
+
+def trained_so_far(run: Path) -> tuple[int, float] | None:
+    """(frames, seconds) of a cell that started and has not finished: the last row of its
+    work/train.csv, whose total_time counts every session's training and evaluation. None before
+    its first episode, and once it has finished (work/ is gone)."""
+    try:
+        with open(run / "work" / "train.csv", "rb") as f:  # the header and the last row only
+            header = f.readline()
+            f.seek(max(f.seek(0, os.SEEK_END) - 8192, len(header)))
+            last = f.read().decode(errors="replace").splitlines()[-1]
+        row = dict(zip(next(csv.reader([header.decode()])), next(csv.reader([last]))))
+        frames, seconds = int(row["frame"]), float(row["total_time"])
+    except (OSError, IndexError, KeyError, ValueError):
+        return None
+    return (frames, seconds) if frames > 0 and seconds > 0 else None
+
+
+def training_left(num_train_frames: int, resources: dict,
+                  progress: tuple[int, float] | None) -> tuple[int, float]:
+    """(frames left, frames per hour) of a cell: its own measured speed once it has trained
+    (progress: trained_so_far), else resources.frames_per_hour."""
+    if progress is None:
+        return num_train_frames, resources["frames_per_hour"]
+    frames, seconds = progress
+    return max(num_train_frames - frames, 0), frames / seconds * 3600
+
+
+def minutes_needed(frames: int, frames_per_hour: float) -> int:
+    """The training time of `frames` in one job, with slack."""
+    return int(math.ceil(frames / frames_per_hour * 60 * SPEED_SLACK)) + START_MINUTES
+
+
+def runtime_minutes(left: tuple[int, float], max_runtime_minutes: int, attempt: int) -> int:
+    """One job's time limit: the rest of the cell (training_left), growing with each attempt in
+    case the speed was overestimated, capped at resources.max_runtime_minutes."""
+    frames, per_hour = left
+    return min(minutes_needed(frames, per_hour / attempt), max_runtime_minutes)
+
+
+def jobs_needed(left: tuple[int, float], max_runtime_minutes: int) -> int:
+    """Time-limited jobs the rest of the cell needs: each starts again (START_MINUTES) and
+    resumes from the last one's snapshot."""
+    training = minutes_needed(*left) - START_MINUTES
+    return max(1, math.ceil(training / (max_runtime_minutes - START_MINUTES)))
+
+
+def train_retries(retries: int, jobs: list[int]) -> int:
+    """Resubmissions the train rule is allowed: `retries` (Snakemake's --retries, for failures)
+    plus the jobs beyond its first that the longest cell needs (`jobs`: jobs_needed per cell)."""
+    return retries + max(jobs, default=1) - 1
