@@ -261,8 +261,9 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str, empty: st
     x axis starts at frame 0, so that a lone point shows where in the run it lies."""
     ncols = min(4, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 1.0 + 2.6 * nrows), squeeze=False,
-                             sharey=True, layout="constrained")
+    width = max(3.8 * ncols, 7.0)  # a single panel still fits its title, the legend and the caption
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 1.0 + (2.6 if ncols > 1 else 3.6) * nrows),
+                             squeeze=False, sharey=True, layout="constrained")
     axes[0, 0].set_ylim(0, 1.02)
     div, xlabel = _frame_axis(max(c.meta["score_frames"][t] for t in tasks))
     drawn = set()
@@ -288,7 +289,7 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str, empty: st
     handles = [plt.Line2D([], [], color=c.colour[s], linestyle=c.dash[s], linewidth=2) for s in order]
     fig.legend(handles, [label(*s) for s in order], loc="outside lower center", ncol=len(order),
                frameon=False)
-    wrapped = textwrap.fill(title, width=int(3.8 * ncols * 9))  # about 9 large characters an inch
+    wrapped = textwrap.fill(title, width=int(width * 9))  # about 9 large characters an inch
     fig.suptitle(f"{wrapped}\nn = seeds per series, in legend order", fontsize="large")
     return fig
 
