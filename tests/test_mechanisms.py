@@ -171,3 +171,14 @@ def test_bad_input_is_one_line_naming_it(tmp_path, case, expected):
     assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
     assert expected in done.stderr
     assert not out.exists()
+
+
+def test_an_awakening_before_any_logged_dormant_ratio_has_no_before(tmp_path):
+    """As the DrM validation run did: awake at step 2448 (frame 4,896), within the first episode
+    with updates, which ends at 5,000 frames."""
+    drm = mechanisms.read_run(write_drm_run(tmp_path / "drm", awake_step=2448))
+    n = mechanisms.numbers(drm.train, drm.evals)
+    assert (n.awakening_frame, n.dormant_before) == (4896, None)
+    assert n.dormant_after == pytest.approx(drm.train["actor_dormant_ratio"].mean())
+    title = mechanisms.figure(drm)._suptitle.get_text().replace("\n", " ")
+    assert f"averages {n.dormant_after:.2f} after (no training episode with updates ended before it)" in title

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,13 +172,17 @@ def _last(run: Run) -> str:
 
 
 def _title(drm: Run, baseline: Run | None) -> str:
-    task, seed = drm.config.get("task"), drm.config.get("seed")
-    where = f" on {task}" + (f", seed {seed}" if seed is not None else "") if task else ""
-    state = "" if drm.finished else " (still training)"
-    last = int(drm.train["frame"].max()) if len(drm.train) else 0
-    head = f"{drm.name}'s mechanisms{where}: {drm.name} to {last:,} frames{state}"
+    def seed(run: Run) -> str:
+        return f" seed {run.config['seed']}" if run.config.get("seed") is not None else ""
+
+    def frames(run: Run) -> str:
+        return f"{int(run.train['frame'].max()) if len(run.train) else 0:,} frames"
+
+    task = drm.config.get("task")
+    head = (f"{drm.name}'s mechanisms" + (f" on {task}" if task else "") + f": {drm.name}{seed(drm)} "
+            f"to {frames(drm)}" + ("" if drm.finished else " (still training)"))
     if baseline is not None:
-        head += f", {baseline.name} to {int(baseline.train['frame'].max()) if len(baseline.train) else 0:,}"
+        head += f", {baseline.name}{seed(baseline)} to {frames(baseline)}"
     return head
 
 
@@ -188,7 +193,7 @@ def figure(drm: Run, baseline: Run | None = None):
     last = max([r.train["frame"].max() for r in runs if len(r.train)]
                + [r.evals["frame"].max() for r in runs if len(r.evals)] + [1])
     div, xlabel = figures._frame_axis(last)
-    unit = "k" if div == 1e3 else "M"
+    unit = "k" if div == 1e3 else "M"  # the annotations' frames, in the axis' unit
     fig, axes = plt.subplots(4, 1, figsize=(8, 11), sharex=True, layout="constrained")
     dormant, stddev, lam, ret = axes
     colour = {id(r): COLOURS.get((HARNESS, r.agent), figures.OKABE_ITO["black"]) for r in runs}
@@ -252,7 +257,7 @@ def figure(drm: Run, baseline: Run | None = None):
         ax.grid(alpha=0.25)
         ax.spines[["top", "right"]].set_visible(False)
     if n.awakening_frame is not None:
-        dormant.text(n.awakening_frame / div, 1.0, f" {drm.name} awakens ({n.awakening_frame / div:g}{unit})",
+        dormant.text(n.awakening_frame / div, 1.0, f" {drm.name} awakens (frame {n.awakening_frame:,})",
                      va="top", fontsize="small", color=colour[id(drm)])
 
     Line = plt.Line2D
@@ -268,11 +273,18 @@ def figure(drm: Run, baseline: Run | None = None):
         handles.append(plt.Rectangle((0, 0), 1, 1, color="grey", alpha=0.15, linewidth=0))
         names.append(f"beyond {drm.name}'s last frame (still training)")
     fig.legend(handles, names, loc="outside lower center", ncol=3, frameon=False, fontsize="small")
-    awake = ("not awake yet" if n.awakening_frame is None else
-             f"awakens at {n.awakening_frame:,} frames; its actor dormant ratio averages "
-             f"{_fmt(n.dormant_before)} before, {_fmt(n.dormant_after)} after")
-    fig.suptitle(f"{_title(drm, baseline)}\n{drm.name} {awake}\nlines: one point per training "
-                 "episode (the mean over its updates)", fontsize="medium")
+    if n.awakening_frame is None:
+        awake = "not awake yet"
+    else:
+        known = [f"{_fmt(v)} {when}" for v, when in ((n.dormant_before, "before"),
+                                                         (n.dormant_after, "after")) if v is not None]
+        missing = [when for v, when in ((n.dormant_before, "before"), (n.dormant_after, "after")) if v is None]
+        awake = (f"awakens at {n.awakening_frame:,} frames; its actor dormant ratio averages "
+                 f"{', '.join(known) or 'nothing yet'}"
+                 + (f" (no training episode with updates ended {' or '.join(missing)} it)" if missing else ""))
+    lines = [_title(drm, baseline), f"{drm.name} {awake}",
+             "lines: one point per training episode (the mean over its updates)"]
+    fig.suptitle("\n".join(textwrap.fill(line, 100) for line in lines), fontsize="medium")
     return fig
 
 
