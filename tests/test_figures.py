@@ -20,6 +20,12 @@ pytestmark = pytest.mark.skipif(not PUBLISHED.is_dir(), reason=f"{PUBLISHED} is 
 TASKS = ["walker_walk", "cheetah_run"]
 
 
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    figures.plt.close("all")
+
+
 @pytest.fixture(scope="module")
 def grid_aggregate(tmp_path_factory):
     """Harness runs of all three agents on two published tasks, aggregated with the published data."""
@@ -154,3 +160,68 @@ def test_bands_stay_in_the_possible_range_on_one_shared_axis(grid_aggregate):
         panels = [ax for ax in fig.axes if ax.get_title()]
         assert {ax.get_ylim() for ax in panels} == {(0, 1.02)}, "one shared normalized axis"
     assert "clipped to the possible range [0, 1]" in figures.task_curves_mean_std(cache)._suptitle.get_text()
+
+
+DEMO_TASKS = ["cartpole_balance", "cup_catch"]
+
+
+def write_demo_shaped_runs(runs, agents=("drm", "drqv2", "alix"), seeds=(1, 2)):
+    """What config/demo.yaml's 400-frame cells leave: evaluations at 0, 200 and 400 frames and
+    100-frame training episodes whose dormant ratio is known only once updates start (300 on),
+    so each run has one evaluation with a dormant ratio."""
+    for agent in agents:
+        for task in DEMO_TASKS:
+            for seed in seeds:
+                run = runs / agent / task / f"seed{seed}"
+                run.mkdir(parents=True)
+                pd.DataFrame(dict(frame=[0, 200, 400], episode_reward=[8.0 + seed, 20.0, 31.0])
+                             ).to_csv(run / "eval.csv", index=False)
+                pd.DataFrame(dict(frame=[100, 200, 300, 400],
+                                  actor_dormant_ratio=[None, None, 0.5, 0.3 + 0.1 * seed])
+                             ).to_csv(run / "train.csv", index=False)
+                (run / "meta.json").write_text("{}")
+
+
+@pytest.fixture(scope="module")
+def demo_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("demo")
+    write_demo_shaped_runs(root / "runs")
+    config = dict(agents=["drm", "drqv2", "alix"], tasks=DEMO_TASKS, seeds=[1, 2],
+                  aggregate=dict(reps=50, profile_reps=20, published=[]))
+    aggregate.run(config, root / "runs", root / "agg")
+    return figures.load_cache(root / "agg")
+
+
+def _panels(fig):
+    return [ax for ax in fig.axes if ax.get_title()]
+
+
+def test_a_dormant_ratio_known_at_one_evaluation_draws_a_marker_per_series(demo_cache):
+    fig = figures.dormant_ratio(demo_cache)
+    assert len(_panels(fig)) == len(DEMO_TASKS)
+    for ax in _panels(fig):
+        drawn = {line.get_color(): line for line in ax.get_lines()}
+        assert set(drawn) == {"#D55E00", "#0072B2", "#009E73"}, ax.get_title()
+        for line in drawn.values():
+            assert line.get_marker() == "o"
+            # at 400 frames, the mean over seeds of the episodes at 300 and 400: (0.45 + 0.5) / 2
+            assert line.get_xydata().tolist() == [[0.4, pytest.approx(0.475)]]
+        assert ax.get_xlim()[0] == 0  # the lone point shows where in the run it lies
+        assert not ax.texts
+
+
+def test_curves_of_several_evaluations_stay_lines(demo_cache):
+    for ax in _panels(figures.task_curves_mean_std(demo_cache)):
+        assert {line.get_marker() for line in ax.get_lines()} == {"None"}
+        assert {len(line.get_xydata()) for line in ax.get_lines()} == {3}
+
+
+def test_a_panel_without_data_says_so_inside_it(demo_cache):
+    demo_cache.curves = demo_cache.curves[demo_cache.curves["task"] != "cup_catch"]
+    for draw in (figures.task_curves_mean_std, figures.task_curves_iqm):
+        empty, = (ax for ax in _panels(draw(demo_cache)) if ax.get_title().startswith("cup_catch"))
+        assert not empty.get_lines()
+        text, = empty.texts
+        assert text.get_text().replace("\n", " ") == (
+            "no data: no evaluation of this task in the aggregate's runs")
+        assert text.get_transform() == empty.transAxes and text.get_position() == (0.5, 0.5)

@@ -168,3 +168,39 @@ train:
     assert table["verdict"].iloc[0] in (validation.INSIDE, validation.BELOW, validation.ABOVE)
     assert "drqv2 cartpole_balance_sparse seed 1: " in done.stdout
     assert (wf / "results" / "validate" / f"{TASK}.png").stat().st_size > 10_000
+
+
+def test_a_run_evaluated_once_and_a_task_without_runs_are_drawn_visibly(published):
+    """The demo's shapes: a run with its first evaluation only (the band is one frame), and a
+    task of the grid that no run has finished."""
+    first = as_harness(published[(published["task"] == TASK) & (published["seed"] == 3)
+                                 & (published["frame"] == 0)])
+    tidy = pd.concat([published, first])
+    bands, table = validation.reference_bands(tidy, REFERENCE), validation.verdicts(tidy, REFERENCE)
+    ax, = validation_plot.task_figure(tidy, bands, table, TASK).axes
+    median, = (line for line in ax.get_lines() if line.get_label() == "median")
+    assert median.get_marker() == "o" and median.get_xydata().tolist() == [[0.0, 43.55]]
+    ranges = {c.get_label(): c.get_segments() for c in ax.collections}
+    assert ranges["interquartile range"][0].tolist() == [[0.0, 33.725], [0.0, pytest.approx(71.925)]]
+    assert not ax.texts
+    ax, = validation_plot.task_figure(tidy, bands, table, "cartpole_balance").axes
+    text, = ax.texts
+    assert text.get_text().replace("\n", " ") == "no data: no finished harness run of this task yet"
+    assert text.get_transform() == ax.transAxes
+
+
+RECORDED = REPO / "docs" / "validation" / "runs"  # the validation runs kept in the repository
+
+
+def test_the_recorded_runs_import_as_a_runs_folder():
+    """Every run kept under docs/validation/runs lies in its own folder and passes the importer's
+    checks; DrQ-v2's 40k-frame CPU run is among them."""
+    cells = [tuple(p.relative_to(RECORDED).parts) for p in sorted(RECORDED.glob("*/*/seed*"))]
+    assert ("drqv2", TASK, "seed1") in cells
+    for agent, task, seed in cells:
+        tidy = results.load(RECORDED, [agent], [task], [int(seed.removeprefix("seed"))], [],
+                            skip_bad=False).tidy
+        assert len(tidy) >= 2 and tidy["frame"].iloc[0] == 0, (agent, task, seed)
+    drqv2 = results.load(RECORDED, ["drqv2"], [TASK], [1], [], skip_bad=False).tidy
+    assert list(drqv2["frame"]) == [0, 20000, 40000] and drqv2["episode_reward"].iloc[-1] == 1000.0
+    assert drqv2["dormant_ratio"].iloc[1:].between(0, 1).all()  # train.csv came with it

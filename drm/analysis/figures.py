@@ -4,6 +4,8 @@ One colour per series across every figure (Okabe-Ito, colour-blind safe); publis
 also dashed. Titles carry what a caption must: the frame budget, the seed and task counts and the
 bootstrap reps. Each figure always gets its files, with a note in place of the plot when the
 data cannot show it (e.g. no dormant ratio in published curves), so the workflow's outputs exist.
+Nothing is drawn invisibly: a series with a single known point gets a marker (a line needs two),
+and a panel without data says so inside the panel.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from drm.analysis.results import HARNESS, MAX_RETURN  # not drm.analysis.stats: rliable's imports cost a second
@@ -122,6 +125,22 @@ def _frame_axis(max_frame: float):
     return 1e3, "Environment frames (thousands)"
 
 
+def plot_known(ax, x, y, **style):
+    """ax.plot of the points where y is known, with a marker where only one is: matplotlib draws
+    a lone point of a line (or one between NaNs) as nothing at all."""
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    known = ~np.isnan(y)
+    if known.sum() == 1:
+        style = {"marker": "o", "markersize": 6, **style}
+    return ax.plot(x[known], y[known], **style)
+
+
+def no_data(ax, why: str) -> None:
+    """Says inside an axes that it is empty, and why."""
+    ax.text(0.5, 0.5, textwrap.fill(f"no data: {why}", 40), transform=ax.transAxes, ha="center",
+            va="center", color="dimgrey", fontsize="medium")
+
+
 def _note(text: str):
     fig, ax = plt.subplots(figsize=(6, 2), layout="constrained")
     ax.axis("off")
@@ -168,7 +187,8 @@ def _bands(c: Cache, table: pd.DataFrame, x: str, y: str, xscale: float = 1.0):
     fig, ax = plt.subplots(figsize=(7, 5), layout="constrained")
     for s in c.aggregate:
         r = table[(table["source"] == s[0]) & (table["agent"] == s[1])]
-        ax.plot(r[x] / xscale, r[y], color=c.colour[s], linestyle=c.dash[s], linewidth=2, label=label(*s))
+        plot_known(ax, r[x] / xscale, r[y], color=c.colour[s], linestyle=c.dash[s], linewidth=2,
+                   label=label(*s))
         ax.fill_between(r[x] / xscale, r["ci_low"], r["ci_high"], color=c.colour[s], alpha=0.2, linewidth=0)
     ax.legend(frameon=False)
     return fig, ax
@@ -232,21 +252,27 @@ def probability_of_improvement(c: Cache):
     return fig
 
 
-def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
-    """A grid of per-task axes; draw(ax, task, divisor) returns {series: seeds} it drew.
+def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str, empty: str):
+    """A grid of per-task axes; draw(ax, task, divisor) returns {series: seeds} it drew, and a
+    panel where it drew nothing says `empty` inside.
 
     Every panel shares one y axis over the whole possible range [0, 1] (normalized score or
-    dormant ratio), so that tasks compare at a glance and no panel zooms into a small gap."""
+    dormant ratio), so that tasks compare at a glance and no panel zooms into a small gap; the
+    x axis starts at frame 0, so that a lone point shows where in the run it lies."""
     ncols = min(4, len(tasks))
     nrows = math.ceil(len(tasks) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 1.0 + 2.6 * nrows), squeeze=False,
-                             sharey=True, layout="constrained")
+    width = max(3.8 * ncols, 7.0)  # a single panel still fits its title, the legend and the caption
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, 1.0 + (2.6 if ncols > 1 else 3.6) * nrows),
+                             squeeze=False, sharey=True, layout="constrained")
     axes[0, 0].set_ylim(0, 1.02)
     div, xlabel = _frame_axis(max(c.meta["score_frames"][t] for t in tasks))
     drawn = set()
     for i, (ax, task) in enumerate(zip(axes.flat, tasks)):
         seeds = draw(ax, task, div)
         drawn |= set(seeds)
+        ax.set_xlim(0, max(c.meta["score_frames"][task] / div, ax.get_xlim()[1]))
+        if not seeds:
+            no_data(ax, empty)
         n = "/".join(str(seeds[s]) for s in c.colour if s in seeds)
         ax.set_title(f"{task} ({_frames(c.meta['score_frames'][task])} frames; n = {n or 0})",
                      fontsize="medium")
@@ -263,7 +289,7 @@ def _task_panels(c: Cache, tasks: list, draw, ylabel: str, title: str):
     handles = [plt.Line2D([], [], color=c.colour[s], linestyle=c.dash[s], linewidth=2) for s in order]
     fig.legend(handles, [label(*s) for s in order], loc="outside lower center", ncol=len(order),
                frameon=False)
-    wrapped = textwrap.fill(title, width=int(3.8 * ncols * 9))  # about 9 large characters an inch
+    wrapped = textwrap.fill(title, width=int(width * 9))  # about 9 large characters an inch
     fig.suptitle(f"{wrapped}\nn = seeds per series, in legend order", fontsize="large")
     return fig
 
@@ -279,15 +305,22 @@ def _curve_lines(c: Cache, column: str, low, high, series=None, seeds: str = "se
             if series is not None and s not in series:
                 continue
             r = rows[(rows["source"] == s[0]) & (rows["agent"] == s[1])]
-            if r.empty or r[column].isna().all():
+            r = r[r[column].notna()]
+            if r.empty:
                 continue
             x = r["frame"].to_numpy() / div
-            ax.plot(x, r[column] / scale, color=c.colour[s], linestyle=c.dash[s], linewidth=1.6)
-            ax.fill_between(x, (low(r) / scale).clip(0, 1), (high(r) / scale).clip(0, 1),
-                            color=c.colour[s], alpha=0.2, linewidth=0)
+            lo, hi = (low(r) / scale).clip(0, 1), (high(r) / scale).clip(0, 1)
+            plot_known(ax, x, r[column] / scale, color=c.colour[s], linestyle=c.dash[s], linewidth=1.6)
+            if len(r) == 1:  # a band needs two points: the lone point's band is a bar
+                ax.vlines(x, lo, hi, color=c.colour[s], alpha=0.4, linewidth=4)
+            else:
+                ax.fill_between(x, lo, hi, color=c.colour[s], alpha=0.2, linewidth=0)
             drawn[s] = int(r[seeds].max())
         return drawn
     return draw
+
+
+NO_EVALUATIONS = "no evaluation of this task in the aggregate's runs"
 
 
 def _tasks(c: Cache) -> list:
@@ -299,7 +332,7 @@ def task_curves_mean_std(c: Cache):
         c, _tasks(c), _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"],
                                    scale=MAX_RETURN),
         SCORE_LABEL, "Evaluation score per task: mean ± std across seeds, as the DrM paper "
-        f"plots them (bands clipped to the possible range {RANGE_TEXT})")
+        f"plots them (bands clipped to the possible range {RANGE_TEXT})", NO_EVALUATIONS)
 
 
 def task_curves_iqm(c: Cache):
@@ -307,7 +340,7 @@ def task_curves_iqm(c: Cache):
         c, _tasks(c), _curve_lines(c, "iqm", lambda r: r["iqm_low"], lambda r: r["iqm_high"],
                                    scale=MAX_RETURN),
         SCORE_LABEL, f"Evaluation score per task: IQM across seeds with 95% "
-        f"stratified-bootstrap CIs ({c.meta['profile_reps']:,} reps)")
+        f"stratified-bootstrap CIs ({c.meta['profile_reps']:,} reps)", NO_EVALUATIONS)
 
 
 def dormant_ratio(c: Cache):
@@ -321,7 +354,7 @@ def dormant_ratio(c: Cache):
                                lambda r: r["dormant_mean"] + r["dormant_std"], seeds="dormant_seeds"),
         "Actor dormant ratio", "Actor dormant ratio per task: mean ± std across seeds (bands "
         f"clipped to {RANGE_TEXT}); each point averages the training episodes since the previous "
-        "evaluation")
+        "evaluation", "no run of this task logged an actor dormant ratio")
 
 
 def harness_vs_published(c: Cache):
@@ -342,7 +375,7 @@ def harness_vs_published(c: Cache):
         c, tasks, _curve_lines(c, "mean", lambda r: r["mean"] - r["std"], lambda r: r["mean"] + r["std"],
                                series=series, scale=MAX_RETURN),
         SCORE_LABEL, "The harness's runs against the published runs of the same agent: evaluation "
-        f"score, mean ± std across seeds (bands clipped to {RANGE_TEXT})")
+        f"score, mean ± std across seeds (bands clipped to {RANGE_TEXT})", NO_EVALUATIONS)
 
 
 DRAW = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,

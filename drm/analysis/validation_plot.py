@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from drm.analysis import validation  # noqa: E402
-from drm.analysis.figures import AGENT_NAMES, COLOURS, OKABE_ITO  # noqa: E402
+from drm.analysis.figures import AGENT_NAMES, COLOURS, OKABE_ITO, no_data, plot_known  # noqa: E402
 from drm.analysis.results import HARNESS, MAX_RETURN  # noqa: E402
 
 MARKERS = {validation.INSIDE: "o", validation.BELOW: "v", validation.ABOVE: "^"}
@@ -23,6 +23,13 @@ MARKERS = {validation.INSIDE: "o", validation.BELOW: "v", validation.ABOVE: "^"}
 
 def draw_task(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task: str, paths) -> None:
     """Our runs of `task` over the reference's band; saved to each of `paths` (PNG, PDF)."""
+    fig = task_figure(tidy, bands, table, task)
+    for path in paths:
+        fig.savefig(path, dpi=150 if str(path).endswith(".png") else None)
+    plt.close(fig)
+
+
+def task_figure(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task: str):
     fig, ax = plt.subplots(figsize=(7, 4.2), layout="constrained")
     ours = tidy[(tidy["source"] == HARNESS) & (tidy["task"] == task)]
     band = bands[bands["task"] == task]
@@ -30,13 +37,17 @@ def draw_task(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task
     last = ours["frame"].max() if len(ours) else (band["frame"].max() if len(band) else 0)
     beyond = band.loc[band["frame"] >= last, "frame"]
     band = band[band["frame"] <= (beyond.min() if len(beyond) else last)]  # covers our last frame
+    # a band needs two frames: at a single frame the ranges are bars (our runs evaluated only there)
+    spread = ax.fill_between if len(band) > 1 else (
+        lambda x, low, high, **style: ax.vlines(x, low, high, **{**style, "linewidth": 8}))
     if len(band):
         x = band["frame"] / 1e3
-        ax.fill_between(x, band["published_min"], band["published_max"], color="grey", alpha=0.2,
-                        linewidth=0, label=f"{reference}: min-max ({band['published_seeds'].max()} seeds)")
-        ax.fill_between(x, band["published_q25"], band["published_q75"], color="grey", alpha=0.4,
-                        linewidth=0, label="interquartile range")
-        ax.plot(x, band["published_median"], color="black", linestyle="--", linewidth=1, label="median")
+        spread(x, band["published_min"], band["published_max"], color="grey", alpha=0.2,
+               label=f"{reference}: min-max ({band['published_seeds'].max()} seeds)")
+        spread(x, band["published_q25"], band["published_q75"], color="grey", alpha=0.4,
+               label="interquartile range")
+        plot_known(ax, x, band["published_median"], color="black", linestyle="--", linewidth=1,
+                   label="median")
     judged = table[table["task"] == task].set_index(["agent", "seed", "frame"])["verdict"]
     for (agent, seed), run in ours.groupby(["agent", "seed"], sort=True):
         colour = COLOURS.get((HARNESS, agent), OKABE_ITO["black"])
@@ -48,8 +59,7 @@ def draw_task(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task
             ax.plot(frame / 1e3, value, color=colour, linestyle="none",
                     marker=MARKERS.get(verdict, "x"), markersize=6)
     if ours.empty:
-        ax.text(0.5, 0.5, "No finished harness run of this task yet", transform=ax.transAxes,
-                ha="center", va="center")
+        no_data(ax, "no finished harness run of this task yet")
     ax.set_ylim(-0.02 * MAX_RETURN, 1.02 * MAX_RETURN)
     ax.set_xlabel("Environment frames (thousands)")
     ax.set_ylabel("Evaluation return (mean of the episodes)")
@@ -59,9 +69,7 @@ def draw_task(tidy: pd.DataFrame, bands: pd.DataFrame, table: pd.DataFrame, task
     ax.set_title(f"{task}: harness runs over the published record\nmarkers: o inside, "
                  "v below, ^ above the published range at that frame; x no record there",
                  fontsize="medium")
-    for path in paths:
-        fig.savefig(path, dpi=150 if str(path).endswith(".png") else None)
-    plt.close(fig)
+    return fig
 
 
 def write_html_table(table: pd.DataFrame, path) -> None:

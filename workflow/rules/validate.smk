@@ -49,3 +49,39 @@ rule validate:
         "results/logs/validate.log",
     script:
         "../scripts/validate_report.py"
+
+
+# The validation runs kept in the repository, drawn without training (drm.analysis.recorded):
+# its own config, read here, lists the runs looked for; the outputs are those of the runs found
+# when the workflow parses. `make demo` asks for it beside `all`, so its report has the section.
+from drm.analysis import recorded  # noqa: E402
+
+localrules: recorded
+
+RECORDED_CONFIG = "config/recorded.yaml"
+RECORDED_RUNS = recorded.load_config(RECORDED_CONFIG)
+RECORDED_OUT = recorded.outputs(RECORDED_RUNS, "results/recorded")
+RECORDED_SECTION = "Recorded validation runs"
+
+
+rule recorded:
+    input:
+        config=RECORDED_CONFIG,
+        runs=recorded.run_files(RECORDED_RUNS),
+    output:
+        figures=[report(png, caption=f"../report/{Path(png).stem}.rst", category=RECORDED_SECTION,
+                        subcategory="Statistics and figures") for png in RECORDED_OUT["figures"]],
+        figures_pdf=RECORDED_OUT["figures_pdf"],
+        validation=[report(png, caption="../report/validation.rst", category=RECORDED_SECTION,
+                           subcategory="Against the published record") for png in RECORDED_OUT["validation"]],
+        mechanisms=[report(png, caption="../report/mechanisms.rst", category=RECORDED_SECTION,
+                           subcategory="DrM's mechanisms") for png in RECORDED_OUT["mechanisms"]],
+        verdicts=RECORDED_OUT["verdicts"],
+        summary=report(RECORDED_OUT["summary"][0], caption="../report/recorded.rst",
+                       category=RECORDED_SECTION, subcategory="Summary"),
+    conda:
+        "../../environment.yml"
+    log:
+        "results/logs/recorded.log",
+    script:
+        "../scripts/recorded.py"
