@@ -71,7 +71,12 @@ def pick_device(name: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device={name!r} but torch sees no CUDA device; use device=cpu or auto")
-    return torch.device(name)
+    device = torch.device(name)  # config.check_device has refused names torch cannot parse
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise ValueError(f"device={name!r} but torch sees {count} CUDA device(s) here: use device=cuda"
+                         f"{f' or cuda:0..cuda:{count - 1}' if count > 1 else ' or cuda:0'}")
+    return device
 
 
 def seed_everything(seed: int) -> None:

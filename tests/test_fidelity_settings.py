@@ -117,3 +117,16 @@ def test_deterministic_cuda_is_refused_for_an_agent_that_needs_a_nondeterministi
     check_determinism_possible(ALIXAgent, cuda, False)
     check_determinism_possible(ALIXAgent, torch.device("cpu"), True)
     check_determinism_possible(DrMAgent, cuda, True)
+
+
+def test_a_gpu_index_that_does_not_exist_is_refused_in_one_line(monkeypatch):
+    """cuda:5 on a one-GPU machine, or cuda:abc, used to end in a torch traceback."""
+    from drm.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match=r"^device='cuda:5' but torch sees 1 CUDA device\(s\) here: use device=cuda or cuda:0$"):
+        pick_device("cuda:5")
+    assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(ValueError, match=r"device='cuda:abc' is invalid: must be auto, cpu, cuda or cuda:N"):
+        config.check_device("cuda:abc")

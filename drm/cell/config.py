@@ -141,8 +141,8 @@ def check_seed(seed) -> None:
 
 def check_device(device) -> None:
     """Checked before the rest (drm.train needs the device to choose the rendering device)."""
-    _require(str(device) in ("auto", "cpu", "cuda") or str(device).startswith("cuda:"),
-             "device", device, "auto, cpu, cuda or cuda:N")
+    _require(str(device) in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", str(device)) is not None,
+             "device", device, "auto, cpu, cuda or cuda:N (N a GPU index)")
 
 
 def check(cfg: DictConfig) -> None:
