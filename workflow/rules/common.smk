@@ -31,6 +31,22 @@ CLAIMS = claims.load(config["claims"], [p["name"] for p in config["aggregate"]["
 claims.check_budgets(CLAIMS, {(a, t): cell.num_train_frames for (a, t, _), cell in CELLS.items()})
 
 
+def _print_cost():
+    """What the grid costs, before the job list of a dry run or a run's first job: on stderr, by
+    this process only (a job's own Snakemake, as on SLURM, reads this file again: silent)."""
+    if not CELLS or not workflow.is_main_process:
+        return
+    left = grid.cells_left(config, CELLS, RUNS)
+    settings = workflow.resource_settings
+    gpu = settings.resources.get("gpu")
+    at_once = grid.cells_at_once(config, sum(frames > 0 for frames, _, _ in left.values()),
+                                 settings.nodes, settings.cores, getattr(gpu, "value", None))
+    print("\n".join(grid.grid_cost(config, CELLS, left, at_once).lines()), file=sys.stderr)
+
+
+_print_cost()
+
+
 def _trains_here():
     """Whether this run (not a dry run: onstart is skipped there) trains on this machine."""
     if not workflow.local_exec:
