@@ -24,7 +24,7 @@ aggregate: {reps: 100, profile_reps: 50}
 CLAIMS = """
 claims:
   - id: drm_beats_drqv2
-    words: "DrM improves over DrQ-v2."
+    harness_rule: "a test of the workflow's records"
     rule: improvement
     agents: [drm, drqv2]
     tasks: [cartpole_balance]
