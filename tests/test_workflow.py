@@ -48,6 +48,14 @@ def test_the_paper_grid_dry_run_lists_every_cell(wf):
     assert "per running cell, at most: RAM 27.8 GiB (replay ring 19.9 GiB" in done.stderr  # 1M x 21,408 B
 
 
+def test_the_papers_own_four_seeds_are_one_layered_file(wf):
+    done = snakemake(wf, "-n", "all", "--configfile", "config/paper_seeds.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert planned_jobs(done)["train"] == 3 * 8 * 4
+    assert "results/runs/drm/dog_run/seed4/eval.csv" in done.stdout
+    assert "seed5/" not in done.stdout
+
+
 def test_a_jobs_own_snakemake_does_not_state_the_cost_again(wf):
     """A job on SLURM runs Snakemake again (--mode remote), which reads the Snakefile: silent."""
     done = snakemake(wf, "-n", "all", "--mode", "remote", "--configfile", "config/demo.yaml")
