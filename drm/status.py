@@ -15,13 +15,16 @@ Never trains and never runs Snakemake: it reads the config, each cell's folder
   (work/snapshot.pt; frame 0 when there is none yet);
 - pending: nothing on disk (queued: its SLURM job is waiting).
 
-Remaining hours: each unfinished cell's frames left at its own measured speed (frames per second
-of wall time since its last start, from its train.log), else the median speed measured on the
-same (agent, task), the same task, then any cell, else resources.frames_per_hour.
+Then what is left costs, as the workflow states it before it starts (grid.Cost): cells and frames,
+device-hours, RAM and disk per running cell and at --jobs cells at once. The hours are each
+unfinished cell's frames left at its own measured speed (frames per second of wall time since its
+last start, from its train.log), else the median speed measured on the same (agent, task), the
+same task, then any cell, else resources.frames_per_hour.
 """
 from __future__ import annotations
 
 import argparse
+import os
 import pickle
 import re
 import shutil
@@ -257,7 +260,9 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     return cells
 
 
-def report(cells: list[Cell], config: dict) -> str:
+def report(cells: list[Cell], config: dict, composed: dict, at_once: tuple[int, str]) -> str:
+    """The table of cells, the count per state, then the cost block of what is left (grid.Cost):
+    `composed` is every cell's config (grid.compose_all), `at_once` grid.cells_at_once's."""
     speeds = _speeds(cells, config["resources"]["frames_per_hour"])
     width = max([len(f"{c.agent}/{c.task}/seed{c.seed}") for c in cells], default=4)
     lines = [f"{'cell':<{width}}  {'state':<11}  detail"]
@@ -267,13 +272,22 @@ def report(cells: list[Cell], config: dict) -> str:
     counts = {s: sum(c.state == s for c in cells) for s in STATES}
     lines.append("")
     lines.append(f"{len(cells)} cells: " + ", ".join(f"{n} {s}" for s, n in counts.items() if n))
-    seconds = sum(c.remaining / speeds[(c.agent, c.task, c.seed)] for c in cells if c.remaining)
-    unit = "GPU-hours" if config["train"]["device"] == "cuda" else "CPU job-hours"
-    frames = sum(c.remaining for c in cells)
-    lines.append(f"remaining: {frames:,} frames, about {seconds / 3600:,.1f} {unit} at the measured "
-                 f"speeds ({sum(bool(c.fps) for c in cells)} cells measured; others at the median of "
-                 f"their agent and task, else resources.frames_per_hour)")
+    left = {(c.agent, c.task, c.seed): (c.remaining, speeds[(c.agent, c.task, c.seed)] * 3600, bool(c.fps))
+            for c in cells}
+    if not cells:
+        return "\n".join(lines)
+    lines += grid.grid_cost(config, composed, left, at_once,
+                            "the median measured on their agent and task, else "
+                            "resources.frames_per_hour").lines()
     return "\n".join(lines)
+
+
+def at_once_here(config: dict, cells_left: int, jobs: int | None) -> tuple[int, str]:
+    """Cells that would train at once: --jobs N, else this machine's cores and GPU slots, as a
+    local Snakemake run would count them (grid.cells_at_once)."""
+    gpus = grid.detected_gpus() if config["train"]["device"] == "cuda" and not jobs else []
+    slots = len(gpus) * config["resources"]["jobs_per_gpu"] if gpus else None
+    return grid.cells_at_once(config, cells_left, jobs, os.cpu_count(), slots)
 
 
 def main(argv=None) -> int:
@@ -284,15 +298,20 @@ def main(argv=None) -> int:
                         help="the workflow's directory (holds config/, results/)")
     parser.add_argument("--stale-minutes", type=float, default=STALE_MINUTES,
                         help="a cell whose logs are older than this (or 3x its log interval) is not running")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="cells training at once, for the totals, as given to snakemake (the SLURM "
+                             "profile's jobs: 100); default: this machine's cores and GPU slots")
     args = parser.parse_args(argv)
     schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     try:
         config = load_config([args.root / "config" / "config.yaml", *args.configfile], schema)
         cells = status(config, args.root, stale_minutes=args.stale_minutes)
+        composed = grid.compose_all(config)
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    print(report(cells, config))
+    print(report(cells, config, composed, at_once_here(config, sum(bool(c.remaining) for c in cells),
+                                                       args.jobs)))
     return 0
 
 

@@ -270,22 +270,38 @@ class Cell:
         self.replay.prune_chunks(self.work / "replay", fallback_total)
 
     def restore(self) -> None:
+        """Resumes from the newest snapshot that can be read and whose replay chunks can all be
+        read, else starts from frame 0; a file passed over is set aside (`*.unreadable`) and the
+        warning says, in one line, what was passed over and where the run goes on from."""
         self._require_built("restore")
+        from drm.cell.replay import UNREADABLE, ChunkError
+
         state, used, unreadable = snapshot.load_newest(self.snapshot_path)
+        while state is not None:
+            try:
+                self.replay.load_chunks(self.work / "replay", state["replay_total"],
+                                        state["replay_finished_total"])
+                break
+            except ChunkError as err:
+                moved = snapshot.set_aside(used)
+                unreadable.append(f"{err}, so {used.name} is set aside as {moved.name}")
+                state, used, more = snapshot.load_newest(self.snapshot_path)
+                unreadable += more
         if state is None:
             if unreadable:
                 self.warn("; ".join(unreadable) + "; no readable snapshot is left, so the run "
                           "starts again from frame 0")
             self.eval_log.truncate(0)
             self.train_log.truncate(0)
-            shutil.rmtree(self.work / "replay", ignore_errors=True)
+            for path in (self.work / "replay").glob("*"):  # what was set aside stays, to be looked at
+                if not path.name.endswith(UNREADABLE):
+                    path.unlink()
             return
         self.step, self.episode = state["step"], state["episode"]
         self.last_snapshot_frame, self.last_eval_step = state["last_snapshot_frame"], state["last_eval_step"]
         self.snapshot_frame = self.last_snapshot_frame
         self.elapsed_before = state["elapsed"]
         self.agent.load_state_dict(state["agent"])
-        self.replay.load_chunks(self.work / "replay", state["replay_total"], state["replay_finished_total"])
         self.replay.rng.bit_generator.state = state["replay_rng"]
         self.saved_total = state["replay_total"]
         snapshot.set_rng_states(state["rng"], self.device)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from drm.cell import snapshot
+from drm.cell.replay import ChunkError
 from helpers import read_csv, without_wall_clock
 from test_replay import fake_episodes, ring
 
@@ -219,3 +220,75 @@ def test_a_cell_is_complete_when_constructed(tmp_path, keep_torch_threads):
     for method in (fresh.restore, fresh.save_snapshot):
         with pytest.raises(RuntimeError, match="call build\\(\\) first"):
             method()
+
+
+# ----------------------------------------------------------------------------- replay chunks
+
+def chunks_of_three_snapshots(directory):
+    """A 30-step ring's chunks after snapshots at 10, 25 and 45 steps, and the steps added."""
+    steps = [ts for episode in fake_episodes([8] * 6) for ts in episode]
+    replay, saved = ring(30, seed=5), 0
+    for cut in (10, 25, 45):
+        for ts in steps[replay.total:cut]:
+            replay.add(ts)
+        replay.save_chunks(directory, saved)
+        saved = replay.total
+    return replay
+
+
+def test_a_truncated_chunk_is_named_and_moved_aside(tmp_path):
+    written = chunks_of_three_snapshots(tmp_path)
+    chunk = tmp_path / "000000000010-000000000025.npz"
+    chunk.write_bytes(chunk.read_bytes()[:300])
+    resumed = ring(30)
+    with pytest.raises(ChunkError) as raised:
+        resumed.load_chunks(tmp_path, 45, written.finished_total)
+    assert str(raised.value) == (f"replay chunk {chunk} cannot be read (File is not a zip file); "
+                                 "moved to 000000000010-000000000025.npz.unreadable")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "000000000000-000000000010.npz", "000000000010-000000000025.npz.unreadable",
+        "000000000025-000000000045.npz"]
+    assert resumed.total == 0 and len(resumed) == 0, "nothing half-loaded to sample from"
+    # the snapshot at 10 steps needs only the first chunk: it still loads
+    resumed.load_chunks(tmp_path, 10, 9)
+    assert resumed.total == 10
+
+
+def test_a_missing_chunk_or_one_of_the_wrong_length_is_named(tmp_path):
+    written = chunks_of_three_snapshots(tmp_path)
+    (tmp_path / "000000000010-000000000025.npz").unlink()
+    with pytest.raises(ChunkError, match=f"^replay steps 15-25 have no chunk in {tmp_path}$"):
+        ring(30).load_chunks(tmp_path, 45, written.finished_total)  # the ring holds steps 15-45
+    np.savez(tmp_path / "000000000010-000000000025.npz",
+             **{k: getattr(written, k)[:3] for k in written.FIELDS})  # 3 steps under a 15-step name
+    with pytest.raises(ChunkError, match=r"cannot be read \(holds \[3\] steps for the 15 of its name\)"):
+        ring(30).load_chunks(tmp_path, 45, written.finished_total)
+    (tmp_path / "000000000025-000000000045.npz").unlink()  # the one of the wrong length is aside
+    with pytest.raises(ChunkError, match="^replay steps 15-45 have no chunk"):
+        ring(30).load_chunks(tmp_path, 45, written.finished_total)
+
+
+def test_a_truncated_chunk_resumes_from_the_snapshot_whose_chunks_are_readable(uninterrupted, tmp_path,
+                                                                              monkeypatch):
+    out = tmp_path / "cell"
+    work = out / "work"
+    newest = work / "replay" / "000000000051-000000000102.npz"  # written with the second snapshot
+    resume_from_a_spoiled_snapshot(out, monkeypatch, 2, lambda: newest.write_bytes(newest.read_bytes()[:1000]),
+                                   uninterrupted)
+    assert (f"warning: replay chunk {newest} cannot be read (File is not a zip file); moved to "
+            "000000000051-000000000102.npz.unreadable, so snapshot.pt is set aside as "
+            "snapshot.pt.unreadable; resumed from snapshot.prev.pt at frame 100\n"
+            ) in (out / "train.log").read_text()
+    assert json.loads((out / "meta.json").read_text())["starts"] == 2
+
+
+def test_a_missing_chunk_that_every_snapshot_needs_starts_the_run_again(uninterrupted, tmp_path, monkeypatch):
+    out = tmp_path / "cell"
+    first = out / "work" / "replay" / "000000000000-000000000051.npz"
+    resume_from_a_spoiled_snapshot(out, monkeypatch, 2, first.unlink, uninterrupted)
+    log = (out / "train.log").read_text()
+    assert (f"warning: replay steps 0-51 have no chunk in {first.parent}, so snapshot.pt is set aside "
+            f"as snapshot.pt.unreadable; replay steps 0-51 have no chunk in {first.parent}, so "
+            "snapshot.prev.pt is set aside as snapshot.prev.pt.unreadable; no readable snapshot is "
+            "left, so the run starts again from frame 0\n") in log
+    assert log.count("warning:") == 1, "one line, and no loop"

@@ -88,7 +88,7 @@ def _grid(root: Path, skills: dict, tasks=("cheetah_run", "walker_run"), seeds=r
 
 
 def claim(rule, agents, tasks=("cheetah_run", "walker_run"), frames=190_000, **params):
-    return claims._check(dict(id=f"t_{rule}", words="w", rule=rule, agents=list(agents),
+    return claims._check(dict(id=f"t_{rule}", harness_rule="a test", rule=rule, agents=list(agents),
                               tasks=list(tasks), frames=frames, **params), "test", {"drqv2_published"})
 
 
@@ -158,13 +158,58 @@ def test_missing_runs_give_no_verdict(tmp_path):
     (dict(colour="red"), "unknown key(s) colour"),
 ])
 def test_bad_claims_are_refused_naming_the_claim_and_the_value(tmp_path, change, message):
-    text = dict(id="t_improvement", words="w", rule="improvement", agents=["drm", "drqv2"],
+    text = dict(id="t_improvement", harness_rule="a test", rule="improvement", agents=["drm", "drqv2"],
                 tasks=["cheetah_run"], frames=1000) | change
     path = tmp_path / "claims.yaml"
     path.write_text(yaml.safe_dump({"claims": [text]}))
     with pytest.raises(claims.ClaimError, match=message.replace("(", r"\(").replace(")", r"\)")
                        .replace("[", r"\[").replace("]", r"\]")):
         claims.load(path, ["drqv2_published"])
+
+
+QUOTED = dict(words="the first model-free algorithm", where="abstract",
+              harness_choices={"frames": "the tier's end", "score": "half the return"})
+
+
+@pytest.mark.parametrize("source, message", [
+    ({}, "claim t_solves: no source: give the paper's exact words and where they stand (words: '...', "
+         "where: one of abstract, Figure N caption, Table N caption, Section N, Appendix X), or "
+         "harness_rule: why the harness checks it"),
+    (dict(QUOTED, harness_rule="ours"), "claim t_solves: either the paper's words (words, where) or "
+                                        "harness_rule, not both"),
+    (dict(harness_rule=" "), "claim t_solves: harness_rule must say why the harness checks this"),
+    ({k: v for k, v in QUOTED.items() if k != "where"}, "claim t_solves: where None must say where the "
+                                                        "words stand: one of abstract, Figure N caption"),
+    (dict(QUOTED, where="the intro"), "where 'the intro' must say where the words stand"),
+    (dict(QUOTED, words=""), "claim t_solves: words must be the paper's exact words"),
+    (dict(QUOTED, harness_choices={"frames": "the tier's end"}),
+     "claim t_solves: harness_choices must say why the harness chose score: the paper's words give none"),
+    (dict(QUOTED, harness_choices={}), "harness_choices must say why the harness chose frames, score"),
+    (dict(QUOTED, harness_choices=dict(QUOTED["harness_choices"], colour="red")),
+     "claim t_solves: harness_choices names colour, not a choice of rule solves: frames, tasks, score"),
+    (dict(harness_rule="ours", harness_choices={"score": ""}), "harness_choices must map each choice"),
+])
+def test_a_claim_without_a_source_is_refused_in_one_line(tmp_path, source, message):
+    text = dict(id="t_solves", rule="solves", agents=["drm"], tasks=["dog_run"], frames=1000, score=0.5) | source
+    path = tmp_path / "claims.yaml"
+    path.write_text(yaml.safe_dump({"claims": [text]}))
+    with pytest.raises(claims.ClaimError) as refused:
+        claims.load(path)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_a_quoted_claim_and_a_harness_rule_are_accepted_with_where_they_stand(tmp_path):
+    path = tmp_path / "claims.yaml"
+    base = dict(rule="solves", agents=["drm"], tasks=["dog_run"], frames=1000, score=0.5)
+    path.write_text(yaml.safe_dump({"claims": [
+        dict(base, id="quoted", **QUOTED), dict(base, id="fig", **dict(QUOTED, where="Figure 1 caption")),
+        dict(base, id="sec", **dict(QUOTED, where="Section 5.2")),
+        dict(base, id="ours", harness_rule="a check of the harness itself")]}))
+    loaded = claims.load(path)
+    assert [claims.source_text(c) for c in loaded] == [
+        'abstract: "the first model-free algorithm"', 'Figure 1 caption: "the first model-free algorithm"',
+        'Section 5.2: "the first model-free algorithm"', "harness rule: a check of the harness itself"]
+    assert claims.choices_text(loaded[0]) == "frames: the tier's end; score: half the return"
 
 
 def test_a_budget_no_run_reached_fails_before_any_statistics(tmp_path, monkeypatch):
@@ -178,18 +223,32 @@ def test_a_budget_no_run_reached_fails_before_any_statistics(tmp_path, monkeypat
                              {("drm", "cheetah_run"): 3_100_000})
 
 
-def test_the_paper_and_demo_claims_files_load():
+# The DrM paper's words the claims files may quote: what issue #24 read in its abstract.
+READ_IN_THE_ABSTRACT = ("no broken seeds (76 seeds in total)",
+                        "the first model-free algorithm that consistently solves tasks in both the Dog and "
+                        "Manipulator domains")
+
+
+def test_the_shipped_claims_files_load_and_every_claim_says_where_it_comes_from():
     paper = claims.load(REPO / "config" / "claims.yaml", ["drqv2_published"])
     assert {c["rule"] for c in paper} == set(claims.RULES)
     assert len(claims.load(REPO / "config" / "claims_demo.yaml", [])) == 5
+    shipped = paper + claims.load(REPO / "config" / "claims_demo.yaml", []) + claims.load(
+        REPO / "config" / "claims_published.yaml", ["drqv2_published"])
+    quoted = [c for c in shipped if "words" in c]
+    assert sorted(" ".join(c["words"].split()) for c in quoted) == sorted(READ_IN_THE_ABSTRACT)
+    assert {c["where"] for c in quoted} == {"abstract"}
+    assert all(c.get("harness_rule") or c in quoted for c in shipped)
+    assert all("frames" in c["harness_choices"] for c in quoted)
 
 
 def test_aggregate_writes_claims_csv_and_show_prints_it(tmp_path, capsys):
     _grid(tmp_path / "runs", {"drm": 0.9, "drqv2": 0.4})
     path = tmp_path / "claims.yaml"
     path.write_text(yaml.safe_dump({"claims": [
-        dict(id="better", words="DrM beats DrQ-v2", rule="improvement", agents=["drm", "drqv2"],
-             tasks=["cheetah_run", "walker_run"], frames=190_000)]}))
+        dict(id="better", words="DrM beats DrQ-v2", where="Figure 3 caption", rule="improvement",
+             agents=["drm", "drqv2"], tasks=["cheetah_run", "walker_run"], frames=190_000,
+             harness_choices={"frames": "the runs' last evaluation"})]}))
     config = dict(agents=["drm", "drqv2"], tasks=["cheetah_run", "walker_run"], seeds=list(range(1, 7)),
                   claims=str(path), aggregate=dict(reps=200, profile_reps=50, published=[]))
     aggregate.run(config, tmp_path / "runs", tmp_path / "agg")
@@ -198,7 +257,12 @@ def test_aggregate_writes_claims_csv_and_show_prints_it(tmp_path, capsys):
     lines = claims.show(tmp_path / "agg", tmp_path / "figs")
     assert lines == [capsys.readouterr().out.strip()]
     assert lines[0].startswith("claim better: supported - P(drm > drqv2), mean over tasks = 1.000 [1.000, 1.000]")
-    assert pd.read_csv(tmp_path / "figs" / "claims.csv")["verdict"].tolist() == ["supported"]
+    assert table["source"].tolist() == ['Figure 3 caption: "DrM beats DrQ-v2"']
+    assert table["harness_choices"].tolist() == ["frames: the runs' last evaluation"]
+    shown = pd.read_csv(tmp_path / "figs" / "claims.csv")  # the report's table
+    assert shown["verdict"].tolist() == ["supported"]
+    assert shown["source"].tolist() == ['Figure 3 caption: "DrM beats DrQ-v2"']
+    assert shown["harness's choices"].tolist() == ["frames: the runs' last evaluation"]
 
 
 def test_export_then_import_returns_the_same_scores(tmp_path):

@@ -15,18 +15,27 @@ def test_the_paper_grid_dry_run_lists_the_claims_it_will_evaluate(wf):
     done = snakemake(wf, "-n", "aggregate")
     assert done.returncode == 0, done.stderr[-3000:]
     out = done.stdout + done.stderr
-    assert "evaluates 12 claim(s): drm_beats_drqv2_sample_efficiency (improvement: drm, drqv2 on 7 task(s) " \
-           "at 10,000,000 frames)" in out
+    assert "evaluates 12 claim(s): drm_no_broken_seeds (no_broken_seeds: drm on 7 task(s) at 30,000,000 " \
+           "frames); " in out
+    assert "drm_beats_drqv2_sample_efficiency (improvement: drm, drqv2 on 7 task(s) at 10,000,000 frames)" in out
     assert "dormant_drops_before_reward_hopper (dormant_before_reward: drqv2 on 1 task(s) at 3,000,000 frames)" in out
 
 
 def test_a_bad_claim_is_refused_before_any_job(wf):
     (wf / "config" / "bad_claims.yaml").write_text(
-        "claims:\n  - {id: typo, words: w, rule: solves, agents: [drm], tasks: [dog_run], frames: 1000, score: 700}\n")
+        "claims:\n  - {id: typo, harness_rule: w, rule: solves, agents: [drm], tasks: [dog_run], frames: 1000, score: 700}\n")
     cfg = write_config(wf, "bad.yaml", "claims: config/bad_claims.yaml\n")
     done = snakemake(wf, "-n", "all", "--configfile", cfg)
     assert done.returncode != 0
     assert "claim typo: score 700 is out of range; accepted: a number in (0, 1]" in done.stdout + done.stderr
+    (wf / "config" / "unsourced.yaml").write_text(
+        "claims:\n  - {id: unsourced, rule: solves, agents: [drm], tasks: [dog_run], frames: 1000, score: 0.7}\n")
+    cfg = write_config(wf, "unsourced_grid.yaml", "claims: config/unsourced.yaml\n")
+    done = snakemake(wf, "-n", "all", "--configfile", cfg)
+    assert done.returncode != 0
+    assert ("claim unsourced: no source: give the paper's exact words and where they stand"
+            in done.stdout + done.stderr)
+    assert "Traceback" not in done.stdout + done.stderr
     cfg = write_config(wf, "far.yaml", "tasks: [hopper_hop]\ntrain: {task_overrides: {hopper_hop: {num_train_frames: 1000000}}}\n")
     done = snakemake(wf, "-n", "all", "--configfile", cfg)
     assert done.returncode != 0

@@ -270,3 +270,64 @@ def test_the_measured_speed_of_a_started_cell_replaces_the_configured_one(tmp_pa
     assert grid.training_left(2_000_000, resources, progress) == (0, pytest.approx(250_000))
 
 
+
+
+def test_the_cost_of_a_small_grid_is_stated_before_it_starts(tmp_path):
+    """Two agents x one task x two seeds, 4,000 frames each: one cell done, one started, two not."""
+    cfg = with_(agents=["drm", "drqv2"], tasks=["cartpole_balance"],
+                train__overrides={"num_train_frames": 4000, "num_seed_frames": 1000, "episode_frames": 500,
+                                  "snapshot_every_frames": 1000, "replay_buffer_size": 1500},
+                train__agent_overrides={}, train__task_overrides={}, train__cell_overrides={},
+                resources__frames_per_hour=4000)
+    composed = grid.compose_all(cfg)
+    done = tmp_path / "drm" / "cartpole_balance" / "seed1"
+    done.mkdir(parents=True)
+    (done / "meta.json").write_text("{}")
+    started = tmp_path / "drm" / "cartpole_balance" / "seed2" / "work"
+    started.mkdir(parents=True)
+    log = CsvLog(started / "train.csv", TRAIN_COLUMNS)
+    log.truncate(0)
+    log.write({"frame": 2000, "step": 1000, "episode": 4, "total_time": 3600.0})  # 2,000 frames an hour
+
+    left = grid.cells_left(cfg, composed, tmp_path)
+    cost = grid.grid_cost(cfg, composed, left, grid.cells_at_once(cfg, 3, None, 4, None))
+    # a stored step: a 3x84x84 uint8 frame, 56 float32 actions (the widest), reward and discount
+    # (float32), the episode's first step (int64)
+    per_step = 3 * 84 * 84 + 4 * 56 + 4 + 4 + 8
+    assert per_step == ReplayBuffer.max_bytes_per_step() == 21_408
+    # DrM's snapshot (the largest): encoder, actor, critic, value net, each with Adam's two moments,
+    # and the target critic; feature_dim 50, hidden 1024, 56 actions, 9 input channels
+    trunk = 39_200 * 50 + 50 + 2 * 50
+    encoder = 9 * 9 * 32 + 32 + 3 * (32 * 9 * 32 + 32)
+    actor = trunk + (50 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 * 56 + 56)
+    critic = trunk + 2 * ((106 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 + 1))
+    value = trunk + (50 * 1024 + 1024) + (1024 * 1024 + 1024) + (1024 + 1)
+    snapshot = 4 * (3 * (encoder + actor + critic + value) + critic) + 2**20
+    assert snapshot == 4 * 35_760_367 + 2**20
+    # replay chunks: 8 episodes of 250 steps and their reset step, 2,008 steps, fewer than the
+    # ring (1,500) and three snapshot intervals (2 episodes: 502 steps) hold
+    chunks = 2008 * per_step
+    assert cost == grid.Cost(
+        cells=4, frames=16_000, cells_left=3, frames_left=2000 + 2 * 4000,
+        hours_left=2000 / 2000 + 2 * 4000 / 4000, longest_hours=1.0, measured=1,
+        others_speed="resources.frames_per_hour, 4,000", unit="CPU job-hours",
+        ram_mb=math.ceil(1500 * per_step / 2**20 + 1000), ring_mb=math.ceil(1500 * per_step / 2**20),
+        disk_bytes=chunks + 3 * snapshot, chunk_bytes=chunks, snapshot_bytes=snapshot,
+        at_once=3, at_once_why="every cell left")
+    assert cost.ram_mb == 1031 and cost.disk_bytes == 475_257_396
+    assert cost.lines() == [
+        "cost: 4 cells, 16,000 frames; to train: 3 cells, 10,000 frames, about 3.0 CPU job-hours (1 at "
+        "their measured speed, the others at resources.frames_per_hour, 4,000)",
+        "  per running cell, at most: RAM 1.0 GiB (replay ring 31 MiB + resources.mem_margin_mb), "
+        "disk 453 MiB (replay chunks 41 MiB + 3 snapshots of 137 MiB)",
+        "  3 cell(s) at once (every cell left): RAM 3.0 GiB, disk 1.3 GiB, at least 1.0 h to train the rest"]
+
+
+def test_the_cells_at_once_follow_jobs_cores_and_gpu_slots():
+    cuda = with_(train__device="cuda", train__threads=4)
+    assert grid.cells_at_once(cuda, 240, 100, 8, None) == (100, "--jobs 100")
+    assert grid.cells_at_once(cuda, 240, None, 32, None) == (8, "32 cores / train.threads 4")
+    assert grid.cells_at_once(cuda, 240, None, 32, 2) == (2, "2 GPU slots")
+    assert grid.cells_at_once(cuda, 240, None, 2, None) == (1, "2 cores / train.threads 4")
+    assert grid.cells_at_once(with_(train__threads=4), 240, None, 32, 2) == (8, "32 cores / train.threads 4")
+    assert grid.cells_at_once(cuda, 5, 100, None, None) == (5, "every cell left")

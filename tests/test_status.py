@@ -102,12 +102,15 @@ def test_every_state_from_files_on_disk(tmp_path):
 def test_the_command_prints_cells_totals_and_remaining_hours(tmp_path):
     tree(tmp_path, time.time())
     done = subprocess.run([sys.executable, "-m", "drm.status", "--root", str(tmp_path), "--configfile",
-                           str(tmp_path / "config" / "grid.yaml")], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+                           str(tmp_path / "config" / "grid.yaml"), "--jobs", "3"], capture_output=True,
+                          text=True, cwd=REPO, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "drqv2/cartpole_balance/seed1  failed       torch.OutOfMemoryError" in out
     assert "6 cells: 1 done, 1 running, 1 interrupted, 1 failed, 2 pending" in out
     # left: 4,000 frames at 20/s, 6,000 at 15/s and 8,000 at 12/s (each cell's own speed since its
     # last start), 2 x 10,000 at drqv2's measured 12/s: 2,933 s
-    assert "remaining: 38,000 frames, about 0.8 CPU job-hours" in out
+    assert ("to train: 5 cells, 38,000 frames, about 0.8 CPU job-hours (3 at their measured speed, the "
+            "others at the median measured on their agent and task, else resources.frames_per_hour)") in out
+    # the cost block of workflow/scripts/grid.py (tests/test_grid.py), at --jobs cells at once
+    assert "  3 cell(s) at once (--jobs 3): RAM " in out

@@ -40,6 +40,27 @@ def test_the_paper_grid_dry_run_lists_every_cell(wf):
     for cell in ("results/runs/drm/dog_run/seed10/eval.csv", "results/runs/alix/hopper_hop/seed1/eval.csv",
                  "results/runs/drqv2/manipulator_bring_ball/seed7/eval.csv"):
         assert cell in done.stdout
+    # What it costs, once, as the workflow is parsed: 3 agents x 10 seeds x (7 tasks at 30.1M
+    # frames + hopper_hop at 3.1M) = 6,414M frames, at the config's 200,000 frames an hour
+    assert done.stderr.count("cost: ") == 1
+    assert ("cost: 240 cells, 6,414,000,000 frames; to train: 240 cells, 6,414,000,000 frames, about "
+            "32,070.0 GPU-hours") in done.stderr
+    assert "per running cell, at most: RAM 27.8 GiB (replay ring 19.9 GiB" in done.stderr  # 1M x 21,408 B
+
+
+def test_the_papers_own_four_seeds_are_one_layered_file(wf):
+    done = snakemake(wf, "-n", "all", "--configfile", "config/paper_seeds.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert planned_jobs(done)["train"] == 3 * 8 * 4
+    assert "results/runs/drm/dog_run/seed4/eval.csv" in done.stdout
+    assert "seed5/" not in done.stdout
+
+
+def test_a_jobs_own_snakemake_does_not_state_the_cost_again(wf):
+    """A job on SLURM runs Snakemake again (--mode remote), which reads the Snakefile: silent."""
+    done = snakemake(wf, "-n", "all", "--mode", "remote", "--configfile", "config/demo.yaml")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "cost: " not in done.stdout + done.stderr
 
 
 def test_the_demo_dry_run_lists_its_cells(wf):

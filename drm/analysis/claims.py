@@ -1,8 +1,11 @@
 """A paper's claims as verdicts: a small vocabulary of checks over the tidy table (docs/statistics.md).
 
-A claims file (the workflow config's `claims:`) lists claims, each with an `id`, the paper's
-`words`, a `rule`, the `agents` and `tasks` it is about and the frame budget `frames` at which
-runs are scored, plus the rule's own parameters (RULES). `load` checks a file against the
+A claims file (the workflow config's `claims:`) lists claims, each with an `id`, a `rule`, the
+`agents` and `tasks` it is about and the frame budget `frames` at which runs are scored, plus the
+rule's own parameters (RULES), and where it comes from (SOURCE_KEYS): the paper's exact `words`
+and `where` they stand, or a `harness_rule` saying why the harness checks it; for the paper's
+words, `harness_choices` says why the harness chose the frames and each threshold the words
+do not give. `load` checks a file against the
 vocabulary and the config before anything runs; `evaluate` (in the aggregate step, where the
 bootstrap runs) turns each claim into one row of claims.csv; `show` prints and tabulates that
 cache for the figures and the report without re-sampling.
@@ -26,13 +29,18 @@ from drm.cell.config import AGENTS
 from drm.analysis.results import DMC_TASKS, HARNESS, MAX_RETURN
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
-COLUMNS = ["id", "rule", "words", "agents", "tasks", "frames", "quantity", "estimate", "ci_low",
-           "ci_high", "threshold", "verdict", "runs_used", "runs_expected", "seeds_needed", "detail"]
+COLUMNS = ["id", "rule", "source", "harness_choices", "agents", "tasks", "frames", "quantity", "estimate",
+           "ci_low", "ci_high", "threshold", "verdict", "runs_used", "runs_expected", "seeds_needed", "detail"]
 GAP_METRICS = ("iqm", "mean")
 # Below 3 runs per task a stratified bootstrap draws from at most 3 distinct resamples per task,
 # so its "CI" can collapse to a point ([0.75, 0.75] for 2 seeds on 2 tasks) and decide nothing.
 MIN_SEEDS = 3
-COMMON = ("id", "words", "rule", "agents", "tasks", "frames")
+COMMON = ("id", "rule", "agents", "tasks", "frames")
+# Where a claim comes from: the paper's exact words and where they stand, or a harness rule and
+# why; and the harness's choices (frames, thresholds, tasks) with why, where the words give none.
+SOURCE_KEYS = ("words", "where", "harness_rule", "harness_choices")
+WHERE = re.compile(r"abstract|(Figure|Table) \d+ caption|(Section|Appendix) [A-Z0-9][\w.]*")
+WHERE_FORMS = "abstract, Figure N caption, Table N caption, Section N, Appendix X"
 
 
 def _unit(low_open=True, high_open=True, low=0.0, high=1.0):
@@ -102,12 +110,11 @@ def _check(claim: dict, where: str, published: set) -> dict:
     rule = RULES.get(claim["rule"])
     if rule is None:
         raise ClaimError(f"{name}: unknown rule {claim['rule']!r}; known: {', '.join(RULES)}")
-    unknown = sorted(set(claim) - set(COMMON) - set(rule.params))
+    unknown = sorted(set(claim) - set(COMMON) - set(SOURCE_KEYS) - set(rule.params))
     if unknown:
         raise ClaimError(f"{name}: unknown key(s) {', '.join(unknown)} for rule {claim['rule']}; "
-                         f"its keys: {', '.join(rule.params) or 'none beyond ' + ', '.join(COMMON)}")
-    if not isinstance(claim["words"], str) or not claim["words"].strip():
-        raise ClaimError(f"{name}: words must be the paper's words (a non-empty string)")
+                         f"its keys: {', '.join(rule.params) or 'none beyond ' + ', '.join(COMMON)} "
+                         f"and its source's: {', '.join(SOURCE_KEYS)}")
     agents = claim["agents"]
     count = {"1": "one agent", "2": "two agents [A, B]", "1+": "one or more agents"}[rule.n_agents]
     if not isinstance(agents, list) or not agents or (rule.n_agents != "1+" and len(agents) != int(rule.n_agents)):
@@ -139,6 +146,7 @@ def _check(claim: dict, where: str, published: set) -> dict:
         ok, accepted = checker(claim[key])
         if not ok:
             raise ClaimError(f"{name}: {key} {claim[key]!r} is out of range; accepted: {accepted}")
+    _check_source(claim, name, rule)
     if claim["rule"] == "lower_dormant_ratio":
         out["window"] = out["window"] or [0, frames]
         if out["window"][1] > frames:
@@ -152,6 +160,56 @@ def _check(claim: dict, where: str, published: set) -> dict:
                              f"of aggregate.published: {', '.join(sorted(published)) or 'none'} (add it there, or "
                              "set the config's claims: to a file for this grid, or null)")
     return out
+
+
+def _text(value) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _check_source(claim: dict, name: str, rule: Rule) -> None:
+    """Every claim says where it comes from: the paper's exact words and where they stand, or a
+    harness rule and why. The words give no frame budget or threshold, so each of those is the
+    harness's choice and says why (harness_choices); a harness rule's reason covers its own."""
+    quoted = "words" in claim or "where" in claim
+    if "harness_rule" in claim:
+        if quoted:
+            raise ClaimError(f"{name}: either the paper's words (words, where) or harness_rule, not both")
+        if not _text(claim["harness_rule"]):
+            raise ClaimError(f"{name}: harness_rule must say why the harness checks this (a non-empty "
+                             f"string), not {claim['harness_rule']!r}")
+    elif not quoted:
+        raise ClaimError(f"{name}: no source: give the paper's exact words and where they stand (words: "
+                         f"'...', where: one of {WHERE_FORMS}), or harness_rule: why the harness checks it")
+    elif not _text(claim.get("words")):
+        raise ClaimError(f"{name}: words must be the paper's exact words (a non-empty string), "
+                         f"not {claim.get('words')!r}")
+    elif not isinstance(claim.get("where"), str) or not WHERE.fullmatch(claim["where"]):
+        raise ClaimError(f"{name}: where {claim.get('where')!r} must say where the words stand: one of "
+                         f"{WHERE_FORMS}")
+    choices = claim.get("harness_choices", {})
+    allowed = ("frames", "tasks", *rule.params)
+    if not isinstance(choices, dict) or not all(_text(v) for v in choices.values()):
+        raise ClaimError(f"{name}: harness_choices must map each choice ({', '.join(allowed)}) to why "
+                         f"the harness made it; got {choices!r}")
+    unknown = sorted(set(choices) - set(allowed))
+    if unknown:
+        raise ClaimError(f"{name}: harness_choices names {', '.join(unknown)}, not a choice of rule "
+                         f"{claim['rule']}: {', '.join(allowed)}")
+    missing = [k for k in ("frames", *rule.params) if quoted and k not in choices]
+    if missing:
+        raise ClaimError(f"{name}: harness_choices must say why the harness chose {', '.join(missing)}: "
+                         "the paper's words give none")
+
+
+def source_text(claim: dict) -> str:
+    """Where a claim comes from, in one line: 'abstract: "words"' or 'harness rule: why'."""
+    if "harness_rule" in claim:
+        return "harness rule: " + " ".join(claim["harness_rule"].split())
+    return f'{claim["where"]}: "{" ".join(claim["words"].split())}"'
+
+
+def choices_text(claim: dict) -> str:
+    return "; ".join(f"{key}: {' '.join(why.split())}" for key, why in claim.get("harness_choices", {}).items())
 
 
 def load(path, published_names=()) -> list[dict]:
@@ -498,7 +556,7 @@ def evaluate(prepared: list[_Prepared], tidy: pd.DataFrame, settings: dict) -> p
     rows = []
     for p in prepared:
         c = p.claim
-        base = dict(id=c["id"], rule=c["rule"], words=" ".join(c["words"].split()),
+        base = dict(id=c["id"], rule=c["rule"], source=source_text(c), harness_choices=choices_text(c),
                     agents=" ".join(c["agents"]), tasks=" ".join(c["tasks"]), frames=c["frames"],
                     runs_expected=p.expected, runs_used=p.expected - len(p.missing))
         missing = p.missing
@@ -572,7 +630,8 @@ def report_table(table: pd.DataFrame) -> pd.DataFrame:
         "quantity": table["quantity"].fillna(""),
         "runs": [f"{int(u)} of {int(e)}" for u, e in zip(table["runs_used"], table["runs_expected"])],
         "seeds needed": [("" if pd.isna(v) else str(int(v))) for v in table["seeds_needed"]],
-        "paper's words": table["words"], "detail": table["detail"].fillna("")})
+        "source": table["source"], "harness's choices": table["harness_choices"].fillna(""),
+        "detail": table["detail"].fillna("")})
 
 
 def show(agg_dir, out_dir) -> list[str]:

@@ -241,7 +241,9 @@ def read_harness(runs_dir, agents, tasks, seeds, collector: _Collector) -> list[
     return frames
 
 
-def _published_files(path: Path) -> list[Path]:
+def published_files(path) -> list[Path]:
+    """The CSV files of a published source's path (a folder of them, or one file): what is read."""
+    path = Path(path)
     if path.is_dir():
         return sorted(path.glob("*.csv"))
     if path.exists():
@@ -268,7 +270,7 @@ def read_published(name: str, path, fmt: str, tasks, collector: _Collector) -> l
     if fmt not in FORMATS:
         raise ValueError(f"aggregate.published {name!r}: format {fmt!r} is not one of {sorted(FORMATS)}")
     out = []
-    for file in _published_files(Path(path)):
+    for file in published_files(path):
         try:
             df = _read_published_file(file, fmt)
         except RunFileError as error:

@@ -23,6 +23,13 @@ FRAME_SHAPE = (3, 84, 84)  # one RGB render: every stored step holds one
 MAX_ACTION_DIM = 56  # the widest DMC action space (humanoid_CMU; dog has 38)
 
 
+class ChunkError(Exception):
+    """A snapshot's replay chunks cannot all be read back; the message says which and what was done."""
+
+
+UNREADABLE = ".unreadable"  # the suffix of a chunk (or snapshot) moved aside because it cannot be read
+
+
 class ReplayBuffer:
     def __init__(self, capacity: int, frame_shape, action_shape, frame_stack: int, nstep: int,
                  discount: float, seed: int, *, sample_running_episode: bool):
@@ -161,16 +168,35 @@ class ReplayBuffer:
 
     def load_chunks(self, directory: Path, total: int, finished_total: int) -> None:
         """Refill the ring as it was when `total` steps had been added, `finished_total` of
-        them in episodes that had ended."""
-        self.total, self.finished_total = total, finished_total
+        them in episodes that had ended. ChunkError when a chunk it needs is missing or cannot
+        be read (that one is moved aside to `<name>.unreadable`); the ring is then empty."""
         oldest = max(0, total - self.capacity)
         self.discard_chunks_from(directory, total)
-        for path, (start, end) in self._chunks(directory):
-            with np.load(path) as chunk:
-                steps = np.arange(start, end)
-                keep = (steps >= oldest) & (steps < total)
-                for k in self.FIELDS:
-                    getattr(self, k)[steps[keep] % self.capacity] = chunk[k][keep]
+        needed = [(path, span) for path, span in self._chunks(directory) if span[1] > oldest]
+        covered = oldest  # the chunks must hold every step of [oldest, total), in order
+        for path, (start, end) in needed + [(None, (total, total))]:
+            if start > covered:
+                self.total = self.finished_total = 0
+                raise ChunkError(f"replay steps {covered}-{start} have no chunk in {directory}")
+            covered = max(covered, end)
+        for path, (start, end) in needed:
+            try:
+                with np.load(path) as chunk:
+                    arrays = {k: chunk[k] for k in self.FIELDS}
+                lengths = {len(a) for a in arrays.values()}
+                if lengths != {end - start}:
+                    raise ValueError(f"holds {sorted(lengths)} steps for the {end - start} of its name")
+            except Exception as err:  # whatever a truncated or garbled file makes numpy raise
+                bad = path.with_name(path.name + UNREADABLE)
+                os.replace(path, bad)
+                self.total = self.finished_total = 0
+                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                raise ChunkError(f"replay chunk {path} cannot be read ({reason}); moved to {bad.name}") from None
+            steps = np.arange(start, end)
+            keep = (steps >= oldest) & (steps < total)
+            for k in self.FIELDS:
+                getattr(self, k)[steps[keep] % self.capacity] = arrays[k][keep]
+        self.total, self.finished_total = total, finished_total
 
     @staticmethod
     def _chunks(directory: Path):

@@ -1,4 +1,4 @@
-"""Snapshots that survive a kill, a full disk and a file that cannot be read back.
+"""Snapshots that survive a kill, a full disk and a file (or a replay chunk) that cannot be read back.
 
 `save` serializes in memory, writes a temp file, reads it back, and only then renames it into
 place, keeping the snapshot it replaces as `<name>.prev.pt`: a run killed at any moment finds a
@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from drm.cell.replay import UNREADABLE
 
 
 def rng_states(device: torch.device) -> dict:
@@ -117,10 +119,17 @@ def _first_sentence(err: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def set_aside(path: Path) -> Path:
+    """Moves a snapshot that cannot be resumed from to `<name>.unreadable`, so that the next
+    save cannot rotate it over the good one; returns where it went."""
+    bad = path.with_name(f"{path.name}{UNREADABLE}")
+    os.replace(path, bad)
+    return bad
+
+
 def load_newest(path: Path) -> tuple[dict | None, Path | None, list[str]]:
     """The newest readable snapshot among `path` and its previous one, which file that was, and
-    a note for each file that could not be read (moved aside to `<name>.unreadable`, so that
-    the next save cannot rotate it over the good one)."""
+    a note for each file that could not be read (set aside)."""
     notes = []
     for candidate in (Path(path), previous(path)):
         if not candidate.exists():
@@ -131,7 +140,6 @@ def load_newest(path: Path) -> tuple[dict | None, Path | None, list[str]]:
                 raise ValueError("not a snapshot of this harness")
             return state, candidate, notes
         except Exception as err:  # whatever torch.load or unpickling raises on a damaged file
-            bad = candidate.with_name(f"{candidate.name}.unreadable")
-            os.replace(candidate, bad)
+            bad = set_aside(candidate)
             notes.append(f"{candidate} cannot be read ({_first_sentence(err)}); moved to {bad.name}")
     return None, None, notes

@@ -1,5 +1,7 @@
 # Statistics and figures. `aggregate` reads every finished cell of the grid (plus published
-# data) and caches the bootstrap results; `plot` draws the figures from that cache for `all`
+# data) and caches the bootstrap results; its inputs and params are all it reads (the claims and
+# published files, the grid and the aggregate section), so an edit of any re-plans it and the
+# figures, and an edit of anything else (resources, say) re-plans nothing; `plot` draws the figures from that cache for `all`
 # and the report; `figures` re-draws them from the cache alone: it has no inputs (no outputs
 # either, so it always runs), so it never plans a training job, even after the code changed.
 # The claims are evaluated in `aggregate` (claims.csv); `plot` and `figures` print one line per
@@ -21,6 +23,12 @@ rule aggregate:
         trains=grid_outputs("train.csv"),
         metas=grid_outputs("meta.json"),
         claims=config["claims"] or [],
+        published=published_inputs(config["aggregate"]["published"]),
+    params:  # what the script reads of the config: an edit of any of these re-runs it, nothing else does
+        agents=lookup(dpath="agents", within=config),
+        tasks=lookup(dpath="tasks", within=config),
+        seeds=lookup(dpath="seeds", within=config),
+        aggregate=lookup(dpath="aggregate", within=config),
     output:
         tidy=f"{AGGREGATE}/tidy.csv",
         scores=f"{AGGREGATE}/scores.csv",

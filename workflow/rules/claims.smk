@@ -11,6 +11,10 @@ rule export:
         evals=grid_outputs("eval.csv"),
         trains=grid_outputs("train.csv"),
         metas=grid_outputs("meta.json"),
+    params:
+        agents=lookup(dpath="agents", within=config),
+        tasks=lookup(dpath="tasks", within=config),
+        seeds=lookup(dpath="seeds", within=config),
     output:
         curves=directory("results/export/curves"),
         provenance="results/export/provenance.csv",

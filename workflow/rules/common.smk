@@ -10,7 +10,7 @@ RULES = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
 sys.path.insert(0, str(RULES.parent / "scripts"))
 import gpu_slot  # noqa: E402  (workflow/scripts/gpu_slot.py)
 import grid  # noqa: E402  (workflow/scripts/grid.py)
-from drm.analysis import claims  # noqa: E402
+from drm.analysis import claims, results  # noqa: E402
 from drm.cell.config import AGENTS, RUN_DIR, RUNS  # noqa: E402
 
 RUN = f"{RUNS}/{RUN_DIR}"  # a cell's folder, with the wildcards agent, task and seed
@@ -22,10 +22,29 @@ grid.check_keys(config, SCHEMA_DATA)  # each check says in one line what is wron
 grid.check_grid(config)
 grid.check_schema(config, SCHEMA_DATA)
 validate(config, schema=SCHEMA)  # fills in the defaults
+# Snakemake compares a rule's params by their repr: the aggregate section's keys in one order, so
+# that a config restating a default (which would put that key first) re-runs nothing.
+config["aggregate"] = dict(sorted(config["aggregate"].items()))
 CELLS = grid.compose_all(config)  # every cell's config, checked as the cell would check it
 # The claims file, checked against the vocabulary and the cells' frame budgets before any job.
 CLAIMS = claims.load(config["claims"], [p["name"] for p in config["aggregate"]["published"]])
 claims.check_budgets(CLAIMS, {(a, t): cell.num_train_frames for (a, t, _), cell in CELLS.items()})
+
+
+def _print_cost():
+    """What the grid costs, before the job list of a dry run or a run's first job: on stderr, by
+    this process only (a job's own Snakemake, as on SLURM, reads this file again: silent)."""
+    if not CELLS or not workflow.is_main_process:
+        return
+    left = grid.cells_left(config, CELLS, RUNS)
+    settings = workflow.resource_settings
+    gpu = settings.resources.get("gpu")
+    at_once = grid.cells_at_once(config, sum(frames > 0 for frames, _, _ in left.values()),
+                                 settings.nodes, settings.cores, getattr(gpu, "value", None))
+    print("\n".join(grid.grid_cost(config, CELLS, left, at_once).lines()), file=sys.stderr)
+
+
+_print_cost()
 
 
 def _trains_here():
@@ -65,6 +84,15 @@ def _allow_long_cells():
     jobs = [grid.jobs_needed(_training_left(*cell), config["resources"]["max_runtime_minutes"])
             for cell in CELLS]
     rules.train.rule.restart_times = grid.train_retries(rules.train.rule.restart_times, jobs)
+
+
+def published_inputs(sources):
+    """The files of published sources (aggregate.published entries), as a rule's input: an edit of
+    one re-runs what reads it. A missing path is refused here, before any job."""
+    try:
+        return [str(f) for source in sources for f in results.published_files(source["path"])]
+    except results.RunFileError as error:
+        raise grid.ConfigError(str(error)) from None
 
 
 def grid_outputs(name):

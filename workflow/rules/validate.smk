@@ -13,6 +13,7 @@ rule validate_verdicts:
         evals=grid_outputs("eval.csv"),
         trains=grid_outputs("train.csv"),
         metas=grid_outputs("meta.json"),
+        published=published_inputs(config["aggregate"]["published"]),
     output:
         tidy=f"{VALIDATE}/tidy.csv",
         bands=f"{VALIDATE}/bands.csv",
@@ -42,7 +43,7 @@ rule validate:
                     category="Validation against the published record"),
         summary=f"{VALIDATE}/summary.txt",
     params:
-        tasks=config["tasks"],
+        tasks=lookup(dpath="tasks", within=config),
     conda:
         "../../environment.yml"
     log:

@@ -6,6 +6,6 @@ from drm.analysis import export
 from drm.cell.config import RUNS
 
 with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-    table = export.export(RUNS, snakemake.config["agents"], snakemake.config["tasks"],
-                          snakemake.config["seeds"], Path(snakemake.output.provenance).parent)
+    table = export.export(RUNS, snakemake.params.agents, snakemake.params.tasks,
+                          snakemake.params.seeds, Path(snakemake.output.provenance).parent)
     print(f"export: {len(table)} evaluations written to {snakemake.output.curves}")

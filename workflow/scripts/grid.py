@@ -11,11 +11,12 @@ import os
 import shlex
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 import gpu_slot  # workflow/scripts/gpu_slot.py: the slots' layout and variable
 from drm.cell import config as cell_config
-from drm.cell import presets
+from drm.cell import footprint, presets
 from drm.cell.replay import ReplayBuffer
 
 
@@ -335,3 +336,98 @@ def train_retries(retries: int, jobs: list[int]) -> int:
     """Resubmissions the train rule is allowed: `retries` (Snakemake's --retries, for failures)
     plus the jobs beyond its first that the longest cell needs (`jobs`: jobs_needed per cell)."""
     return retries + max(jobs, default=1) - 1
+
+
+# ----------------------------------------------------------------------------- what a grid costs
+
+@dataclass(frozen=True)
+class Cost:
+    """What a grid costs, stated before it starts (common.smk at parse time, python -m drm.status)."""
+    cells: int
+    frames: int
+    cells_left: int
+    frames_left: int
+    hours_left: float  # device-hours of the cells left
+    longest_hours: float  # the longest cell left
+    measured: int  # cells left planned at their own measured speed
+    others_speed: str  # how the other cells are planned
+    unit: str  # GPU-hours or CPU job-hours
+    ram_mb: int  # the largest cell's memory request (mem_mb): replay ring + margin
+    ring_mb: int  # ... of which its replay ring
+    disk_bytes: int  # the largest work/ folder of a running cell: replay chunks + snapshots
+    chunk_bytes: int  # ... of which its replay chunks
+    snapshot_bytes: int  # ... and one of its snapshots
+    at_once: int  # cells training at once
+    at_once_why: str  # what bounds it
+
+    def lines(self) -> list[str]:
+        left = (f"to train: {self.cells_left:,} cells, {self.frames_left:,} frames, about "
+                f"{self.hours_left:,.1f} {self.unit} ({self.measured} at their measured speed, the "
+                f"others at {self.others_speed})" if self.cells_left else "to train: nothing")
+        ram, ring = self.ram_mb * 2**20, self.ring_mb * 2**20
+        return [
+            f"cost: {self.cells:,} cells, {self.frames:,} frames; {left}",
+            f"  per running cell, at most: RAM {size(ram)} (replay ring {size(ring)} + "
+            f"resources.mem_margin_mb), disk {size(self.disk_bytes)} (replay chunks "
+            f"{size(self.chunk_bytes)} + {footprint.SNAPSHOTS_ON_DISK} snapshots of {size(self.snapshot_bytes)})",
+            f"  {self.at_once:,} cell(s) at once ({self.at_once_why}): RAM {size(self.at_once * ram)}, "
+            f"disk {size(self.at_once * self.disk_bytes)}"
+            + (f", at least {max(self.hours_left / self.at_once, self.longest_hours):,.1f} h to "
+               "train the rest" if self.cells_left else "")]
+
+
+def size(n: int) -> str:
+    """Bytes in binary units, as the memory requests count them (mem_mb is MiB to SLURM)."""
+    return f"{n / 2**30:,.1f} GiB" if n >= 2**30 else f"{n / 2**20:,.0f} MiB"
+
+
+def cells_left(cfg: dict, composed: dict, runs: Path) -> dict:
+    """Each cell's (frames left, frames per hour, measured) from its folder under `runs`: nothing
+    once it has finished (meta.json), else training_left at its own measured speed."""
+    out = {}
+    for (agent, task, seed), cell in composed.items():
+        run = Path(runs) / cell_config.run_dir(agent, task, seed)
+        if (run / "meta.json").exists():
+            out[(agent, task, seed)] = (0, cfg["resources"]["frames_per_hour"], False)
+            continue
+        progress = trained_so_far(run)
+        out[(agent, task, seed)] = (*training_left(cell.num_train_frames, cfg["resources"], progress),
+                                    progress is not None)
+    return out
+
+
+def cells_at_once(cfg: dict, left: int, jobs: int | None, cores: int | None,
+                  gpu_limit: int | None) -> tuple[int, str]:
+    """Cells that train at once and what bounds it: Snakemake's --jobs when given (the SLURM
+    profile's `jobs:`), else its cores / train.threads; a cuda grid also its GPU slots
+    (--resources gpu=N)."""
+    threads = cfg["train"]["threads"]
+    if jobs:
+        count, why = jobs, f"--jobs {jobs}"
+    else:
+        count, why = max(1, (cores or 1) // threads), f"{cores or 1} cores / train.threads {threads}"
+    if cfg["train"]["device"] == "cuda" and gpu_limit is not None and gpu_limit < count:
+        count, why = max(1, gpu_limit), f"{gpu_limit} GPU slots"
+    if 0 < left < count:
+        count, why = left, "every cell left"
+    return count, why
+
+
+def grid_cost(cfg: dict, composed: dict, left: dict, at_once: tuple[int, str],
+              others_speed: str | None = None) -> Cost:
+    """The grid's Cost: `left` is cells_left's (frames left, frames per hour, measured) per cell,
+    `at_once` cells_at_once's; RAM and disk are the largest cell's, so the totals are at most."""
+    todo = {key: value for key, value in left.items() if value[0] > 0}
+    hours = [frames / per_hour for frames, per_hour, _ in todo.values()]
+    ram = max(composed.values(), key=lambda c: mem_mb(c, cfg["resources"]["mem_margin_mb"]))
+    disk = max(composed.values(), key=footprint.disk_bytes)
+    return Cost(
+        cells=len(composed), frames=sum(int(c.num_train_frames) for c in composed.values()),
+        cells_left=len(todo), frames_left=sum(frames for frames, _, _ in todo.values()),
+        hours_left=sum(hours), longest_hours=max(hours, default=0.0),
+        measured=sum(measured for _, _, measured in todo.values()),
+        others_speed=others_speed or f"resources.frames_per_hour, {cfg['resources']['frames_per_hour']:,}",
+        unit="GPU-hours" if cfg["train"]["device"] == "cuda" else "CPU job-hours",
+        ram_mb=mem_mb(ram, cfg["resources"]["mem_margin_mb"]), ring_mb=mem_mb(ram, 0),
+        disk_bytes=footprint.disk_bytes(disk), chunk_bytes=footprint.chunk_bytes(disk),
+        snapshot_bytes=footprint.snapshot_bytes(disk), at_once=at_once[0], at_once_why=at_once[1])
