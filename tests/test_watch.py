@@ -1,0 +1,171 @@
+"""Watching a cell: evaluation videos and TensorBoard events written by real cells, killed and
+resumed; W&B in offline mode; the loggers' refusals."""
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from drm.cell import config, video
+from helpers import REPO, cell_command, kill_and_resume, read_csv, run_cell
+
+
+def test_evaluations_filmed_are_the_first_the_last_and_evenly_between():
+    assert video.evaluation_frames(2000, 1000, 2) == [0, 1000, 2000]
+    assert video.evaluation_frames(2100, 1000, 2) == [0, 1000, 2000, 2100], "plus the final frame"
+    paper = video.evaluation_frames(1_100_000, 10_000, 2)
+    assert len(paper) == 111
+    assert video.filmed_frames(paper, 5) == [0, 280_000, 550_000, 820_000, 1_100_000]
+    assert video.filmed_frames(paper, 1) == [1_100_000], "one: the final evaluation"
+    assert video.filmed_frames([0, 200, 400], 5) == [0, 200, 400], "never more than there are"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"loggers": ["tensorbord"]}, "loggers=['tensorbord'] is invalid: must be a list of tensorboard, wandb (or [])"),
+    ({"loggers": "tensorboard"}, "loggers='tensorboard' is invalid: must be a list of"),
+    ({"num_eval_videos": 0}, "num_eval_videos=0 is invalid: must be an integer >= 1"),
+    ({"save_video": "yes"}, "save_video='yes' is invalid: must be true or false"),
+])
+def test_bad_watching_keys_are_refused_in_one_line(overrides, message):
+    with pytest.raises(ValueError, match=None) as refused:
+        config.compose("drqv2", "cartpole_balance", overrides)
+    assert message in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_wandb_asked_for_where_it_is_not_installed_is_refused_before_any_work(tmp_path):
+    """`import wandb` fails here as it does where the package is absent."""
+    out = tmp_path / "cell"
+    args = cell_command(out, "drqv2", loggers="[tensorboard,wandb]")[3:]
+    code = ("import sys; sys.modules['wandb'] = None; sys.argv = ['drm.train', *sys.argv[1:]]; "
+            "from drm.train import cli; cli()")
+    done = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.strip().splitlines() == [
+        "drm.train: error: loggers asks for wandb, which is not installed here: pip install "
+        "'drm-repro[wandb]' (or pip install wandb), or leave wandb out"]
+    assert not out.exists(), "refused before the cell's folder was made"
+
+
+def _events(run: Path) -> dict[str, list[tuple[int, float]]]:
+    """Every scalar in the run's event files, read by TensorBoard's own reader without its
+    purging of orphaned steps (which would hide a duplicated or rewound step)."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    reader = EventAccumulator(str(run), size_guidance={"scalars": 0}, purge_orphaned_data=False)
+    reader.Reload()
+    return {tag: [(e.step, e.value) for e in reader.Scalars(tag)] for tag in reader.Tags()["scalars"]}
+
+
+def _frames_of(path: Path) -> list[np.ndarray]:
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    assert meta["size"] == (256, 256) and meta["fps"] == 20
+    return [np.frombuffer(f, np.uint8).reshape(256, 256, 3) for f in reader]
+
+
+@pytest.mark.slow
+def test_a_killed_and_resumed_cell_has_each_video_once_and_its_curves_without_repeats(tmp_path):
+    """DrM, killed after its evaluation at frame 1000 reached the disk (video and event file)
+    but before the next snapshot; the resumption plays that evaluation again."""
+    out = tmp_path / "cell"
+    seen_at_kill = tmp_path / "at_kill"
+
+    def after_the_second_evaluation(d: Path) -> bool:
+        evals, events = d / "work" / "eval.csv", sorted(d.glob("events.out.tfevents.*"))
+        if not (evals.exists() and len(read_csv(evals)) == 2 and events):
+            return False
+        if events[-1].stat().st_mtime_ns < evals.stat().st_mtime_ns:
+            return False  # the event file has not been flushed since
+        shutil.copytree(d, seen_at_kill, ignore=shutil.ignore_patterns("work"))
+        return True
+
+    kill_and_resume(out, "drm", kill_when=after_the_second_evaluation, snapshot_every_frames=1000,
+                    **{"agent.dormant_perturb_interval": 200})
+    assert (seen_at_kill / "videos" / "1000.mp4").exists()
+    assert 1000 in [step for step, _ in _events(seen_at_kill)["eval/episode_reward"]], \
+        "the killed run had logged the evaluation its resumption plays again"
+
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["0.mp4", "1000.mp4", "2000.mp4"]
+    for name in ("0.mp4", "1000.mp4", "2000.mp4"):
+        frames = _frames_of(out / "videos" / name)
+        assert len(frames) == 500 // 2 + 1, "the reset and every agent step of a 500-frame episode"
+        assert frames[0].std() > 10, "a rendered scene, not a blank"
+
+    events = _events(out)
+    evals, trains = read_csv(out / "eval.csv"), read_csv(out / "train.csv")
+    assert [step for step, _ in events["eval/episode_reward"]] == [0, 1000, 2000], "each once, in order"
+    assert [value for _, value in events["eval/episode_reward"]] == pytest.approx(
+        [float(r["episode_reward"]) for r in evals], rel=1e-6), "the values eval.csv holds"
+    assert [step for step, _ in events["train/episode_reward"]] == [int(r["frame"]) for r in trains]
+    for tag in ("train/fps", "train/actor_dormant_ratio", "train/critic_loss", "train/actor_loss",
+                "train/stddev", "train/exploit_lambda", "train/v_loss", "train/perturb_count"):
+        steps = [step for step, _ in events[tag]]
+        assert steps == sorted(set(steps)) and steps, f"{tag}: {steps}"
+    assert len(list(out.glob("events.out.tfevents.*"))) == 2, "one event file per start"
+    assert not list(out.rglob("*.tmp*"))
+
+
+@pytest.mark.slow
+def test_save_video_false_films_nothing_and_the_returns_do_not_depend_on_filming(tmp_path):
+    filmed, unfilmed = tmp_path / "filmed", tmp_path / "unfilmed"
+    short = dict(num_train_frames=1000, num_seed_frames=1000, loggers="[]")
+    run_cell(filmed, "drqv2", **short)
+    run_cell(unfilmed, "drqv2", save_video="false", **short)
+    assert sorted(p.name for p in (filmed / "videos").iterdir()) == ["0.mp4", "1000.mp4"]
+    assert not (unfilmed / "videos").exists()
+    assert not list(filmed.glob("events.out.tfevents.*")), "loggers=[]: no event file"
+    returns = [[r["episode_reward"] for r in read_csv(run / "eval.csv")] for run in (filmed, unfilmed)]
+    assert returns[0] == returns[1]
+
+
+def _wandb_records(path: Path) -> list:
+    """The records of an offline W&B run file: a ':W&B' header, then LevelDB's log format
+    (32 KiB blocks of records, each a 7-byte header: CRC, length, type 1 full / 2-4 parts)."""
+    from wandb.proto import wandb_internal_pb2
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B"
+    pos, block, parts, records = 7, 32768, b"", []
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:
+            pos += block - pos % block  # a block's tail too short for a header is padding
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        parts += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            records.append(wandb_internal_pb2.Record.FromString(parts))
+            parts = b""
+    return records
+
+
+@pytest.mark.slow
+def test_wandb_offline_logs_the_cell_as_agent_task_seed_with_its_config(tmp_path):
+    pytest.importorskip("wandb", reason="the optional W&B logger: pip install 'drm-repro[wandb]'")
+    out = tmp_path / "cell"
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
+           **{f"WANDB_{d}_DIR": str(tmp_path / d.lower()) for d in ("CONFIG", "CACHE", "DATA")}}
+    done = subprocess.run(cell_command(out, "alix", num_train_frames=1000, num_seed_frames=500,
+                                       loggers="[tensorboard,wandb]"),
+                          cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [run_file] = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    records = _wandb_records(run_file)
+    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert (run.project, run.run_group, run.display_name) == (
+        "drm-repro", "alix/cartpole_balance", "alix/cartpole_balance/seed1")
+    logged_config = {u.key: u.value_json for u in run.config.update}
+    assert logged_config["batch_size"] == "16" and logged_config["lr"] == "0.0001", "the resolved config"
+    history = [{i.key or "/".join(i.nested_key): float(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    evals = [(int(h["_step"]), h["eval/episode_reward"]) for h in history if "eval/episode_reward" in h]
+    assert evals == [(int(r["frame"]), pytest.approx(float(r["episode_reward"])))
+                     for r in read_csv(out / "eval.csv")]
+    assert any("train/lix_s" in h for h in history), "A-LIX's S"
+    assert "train/lix_s" in _events(out), "and in TensorBoard"
