@@ -91,13 +91,14 @@ class WandbLog:
 
         self.record_path = work / "wandb.json"
         record = (json.loads(self.record_path.read_text()) if self.record_path.exists()
-                  else {"id": wandb.util.generate_id(), "sent": {"eval": 0, "train": 0}})
+                  else {"id": None, "sent": {"eval": 0, "train": 0}})
         self.record, self.rows = record, dict(rows)
         agent, task, seed = cfg.agent.name, cfg.task, cfg.seed
         self.run = wandb.init(
             project=cfg.wandb_project, group=f"{agent}/{task}", name=f"{agent}/{task}/seed{seed}",
             job_type=agent, tags=[agent, task], id=record["id"], resume="allow", dir=str(run),
             config=OmegaConf.to_container(cfg, resolve=True))
+        record["id"] = self.run.id
         self._save()
 
     def _save(self) -> None:
