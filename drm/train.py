@@ -2,7 +2,9 @@
 
 DrQ-v2's training loop (docs/agents.md §1.7), made resumable. While it runs, the growing CSVs, the
 snapshot and nothing else live in `<out_dir>/work/`; when it ends, `eval.csv`, `train.csv` and
-`meta.json` are published into `<out_dir>` and `work/` is removed. Killed at any moment and
+`meta.json` are published into `<out_dir>` and `work/` is removed. Filmed evaluations
+(`videos/<frame>.mp4`) and TensorBoard event files go straight into `<out_dir>`, to be watched as
+the cell trains; a resumption cuts them back to its snapshot too. Killed at any moment and
 started again with the same command, it continues from the last snapshot (taken between
 episodes, before the environment's reset) and ends with the files an uninterrupted run writes.
 A command that cannot run is refused in one line (`drm.train: error: ...`, status 2) before the
@@ -308,8 +310,7 @@ class Cell:
     def resume_watching(self, state: dict | None) -> None:
         """Videos and loggers cut back to what the snapshot knew (to nothing without one)."""
         self.videos.keep_until(None if state is None else state["last_eval_step"] * self.repeat)
-        self.loggers.start(None if state is None else state.get("loggers"),
-                           {"eval": state["eval_rows"] if state else 0, "train": state["train_rows"] if state else 0})
+        self.loggers.start(None if state is None else state.get("loggers"))
 
     # ---------------------------------------------------------------- the loop
     def elapsed(self) -> float:

@@ -1,5 +1,6 @@
 """Watching a cell: evaluation videos and TensorBoard events written by real cells, killed and
 resumed; W&B in offline mode; the loggers' refusals."""
+import json
 import os
 import shutil
 import subprocess
@@ -21,6 +22,32 @@ def test_evaluations_filmed_are_the_first_the_last_and_evenly_between():
     assert video.filmed_frames(paper, 5) == [0, 280_000, 550_000, 820_000, 1_100_000]
     assert video.filmed_frames(paper, 1) == [1_100_000], "one: the final evaluation"
     assert video.filmed_frames([0, 200, 400], 5) == [0, 200, 400], "never more than there are"
+
+
+def test_the_report_shows_each_agents_median_seed_by_final_return(tmp_path):
+    from drm.analysis import videos
+
+    returns = {("drm", 1): 300.0, ("drm", 2): 100.0, ("drm", 3): 200.0,  # median: seed 3
+               ("drqv2", 1): 50.0, ("drqv2", 2): 70.0, ("drqv2", 3): 60.0, ("drqv2", 4): 60.0}  # lower middle
+    metas = []
+    for (agent, seed), final in returns.items():
+        run = tmp_path / agent / "cartpole_balance" / f"seed{seed}"
+        (run / "videos").mkdir(parents=True)
+        (run / "meta.json").write_text(json.dumps({"agent": agent, "task": "cartpole_balance", "seed": seed,
+                                                   "frames": 400, "final_eval_return": final}))
+        if (agent, seed) != ("drqv2", 3):
+            (run / "videos" / "400.mp4").write_bytes(b"not played here")
+        metas.append(run / "meta.json")
+    shown = {run.agent: run for run in videos.choose(metas)}
+    assert (shown["drm"].seed, shown["drm"].seeds, shown["drm"].final_return) == (3, 3, 200.0)
+    assert shown["drm"].video == tmp_path / "drm" / "cartpole_balance" / "seed3" / "videos" / "400.mp4"
+    assert (shown["drqv2"].seed, shown["drqv2"].seeds) == (3, 4), "of 60, 60: the lower seed"
+    assert shown["drqv2"].video is None, "its cell recorded no final video"
+    page = tmp_path / "behaviour.html"
+    videos.write_page(list(shown.values()), ["drm", "drqv2", "alix"], ["cartpole_balance"], page)
+    text = page.read_text()
+    assert text.count("<video") == 1 and "no video recorded" in text
+    assert text.index("<b>drm</b>") < text.index("<b>drqv2</b>"), "the config's agent order"
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -146,26 +173,36 @@ def _wandb_records(path: Path) -> list:
 
 
 @pytest.mark.slow
-def test_wandb_offline_logs_the_cell_as_agent_task_seed_with_its_config(tmp_path):
+def test_wandb_offline_logs_the_cell_as_one_run_named_agent_task_seed_across_a_resumption(tmp_path, monkeypatch):
+    """A-LIX with TensorBoard and W&B, killed after its evaluation at frame 1000 (after the
+    snapshot at frame 1000), resumed: one W&B run, the resolved config, every row logged; the
+    rows before the snapshot once."""
     pytest.importorskip("wandb", reason="the optional W&B logger: pip install 'drm-repro[wandb]'")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for kind in ("CONFIG", "CACHE", "DATA"):
+        monkeypatch.setenv(f"WANDB_{kind}_DIR", str(tmp_path / kind.lower()))
     out = tmp_path / "cell"
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true",
-           **{f"WANDB_{d}_DIR": str(tmp_path / d.lower()) for d in ("CONFIG", "CACHE", "DATA")}}
-    done = subprocess.run(cell_command(out, "alix", num_train_frames=1000, num_seed_frames=500,
-                                       loggers="[tensorboard,wandb]"),
-                          cwd=REPO, capture_output=True, text=True, timeout=900, env=env)
-    assert done.returncode == 0, done.stderr[-3000:]
-    [run_file] = (out / "wandb").glob("offline-run-*/run-*.wandb")
-    records = _wandb_records(run_file)
-    [run] = [r.run for r in records if r.WhichOneof("record_type") == "run"]
-    assert (run.project, run.run_group, run.display_name) == (
-        "drm-repro", "alix/cartpole_balance", "alix/cartpole_balance/seed1")
-    logged_config = {u.key: u.value_json for u in run.config.update}
+    kill_and_resume(out, "alix", kill_when=lambda d: (d / "work" / "eval.csv").exists()
+                    and len(read_csv(d / "work" / "eval.csv")) == 2,
+                    snapshot_every_frames=1000, loggers="[tensorboard,wandb]")
+
+    run_files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 2, "one offline record per start"
+    records = [r for f in run_files for r in _wandb_records(f)]
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert {(run.run_id, run.project, run.run_group, run.display_name) for run in runs} == {
+        (runs[0].run_id, "drm-repro", "alix/cartpole_balance", "alix/cartpole_balance/seed1")}, "one run"
+    logged_config = {u.key: u.value_json for u in runs[0].config.update}
     assert logged_config["batch_size"] == "16" and logged_config["lr"] == "0.0001", "the resolved config"
     history = [{i.key or "/".join(i.nested_key): float(i.value_json) for i in r.history.item}
                for r in records if r.WhichOneof("record_type") == "history"]
-    evals = [(int(h["_step"]), h["eval/episode_reward"]) for h in history if "eval/episode_reward" in h]
-    assert evals == [(int(r["frame"]), pytest.approx(float(r["episode_reward"])))
-                     for r in read_csv(out / "eval.csv")]
+    evals = {(int(h["frame"]), h["eval/episode_reward"]) for h in history if "eval/episode_reward" in h}
+    assert evals == {(int(r["frame"]), float(r["episode_reward"])) for r in read_csv(out / "eval.csv")}, \
+        "every evaluation, with eval.csv's return (the CPU replays the post-snapshot one bit for bit)"
+    trains = [int(h["frame"]) for h in history if "train/episode_reward" in h]
+    assert set(trains) == {int(r["frame"]) for r in read_csv(out / "train.csv")}
+    assert trains[:2] == [500, 1000] and trains.count(500) == trains.count(1000) == 1, \
+        "the rows the snapshot knew, once"
     assert any("train/lix_s" in h for h in history), "A-LIX's S"
     assert "train/lix_s" in _events(out), "and in TensorBoard"

@@ -11,10 +11,11 @@ back to those lengths and removes newer ones before it logs again, as it cuts th
 the curves continue with no step twice and none rewound.
 
 W&B (optional: `pip install 'drm-repro[wandb]'`): one run per cell, project `wandb_project`,
-group agent/task, name agent/task/seedN, the resolved config as its config, frames as its step.
-`work/wandb.json` keeps the run's id and how many rows of each CSV it was sent, so a resumption
-continues the same run and never sends a row twice (a row re-played after the snapshot keeps the
-values first sent, which on a GPU may differ from the CSV's in the last bits).
+group agent/task, name agent/task/seedN, the resolved config as its config, frames as its x axis.
+`work/wandb.json` keeps the run's id, so a resumption continues the same run from the snapshot's
+rows on. W&B keeps what a killed process had logged only in part (its last rows may never reach
+the run), so the rows after the snapshot are logged again: none is lost, and a frame the killed
+process did get through appears twice. (TensorBoard's files can be cut back; a W&B run cannot.)
 """
 import json
 import math
@@ -85,35 +86,31 @@ class TensorBoardLog:
 
 
 class WandbLog:
-    def __init__(self, cfg, run: Path, work: Path, rows: dict):
-        """`rows`: how many rows of each CSV the resumed cell keeps (0 when it starts afresh)."""
+    def __init__(self, cfg, run: Path, work: Path):
         import wandb
 
-        self.record_path = work / "wandb.json"
-        record = (json.loads(self.record_path.read_text()) if self.record_path.exists()
-                  else {"id": None, "sent": {"eval": 0, "train": 0}})
-        self.record, self.rows = record, dict(rows)
+        self.record_path = work / "wandb.json"  # the run's id, so a resumption continues the run
+        run_id = json.loads(self.record_path.read_text())["id"] if self.record_path.exists() else None
         agent, task, seed = cfg.agent.name, cfg.task, cfg.seed
-        self.run = wandb.init(
-            project=cfg.wandb_project, group=f"{agent}/{task}", name=f"{agent}/{task}/seed{seed}",
-            job_type=agent, tags=[agent, task], id=record["id"], resume="allow", dir=str(run),
-            config=OmegaConf.to_container(cfg, resolve=True))
-        record["id"] = self.run.id
-        self._save()
-
-    def _save(self) -> None:
+        try:
+            self.run = wandb.init(
+                project=cfg.wandb_project, group=f"{agent}/{task}", name=f"{agent}/{task}/seed{seed}",
+                job_type=agent, tags=[agent, task], id=run_id, resume="allow", dir=str(run),
+                config=OmegaConf.to_container(cfg, resolve=True))
+        except wandb.errors.Error as err:  # e.g. not logged in: the cell stops, resumable, in one line
+            first_line = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ValueError(f"W&B could not start this cell's run ({first_line}); `wandb login`, "
+                             "or WANDB_MODE=offline, or leave wandb out of loggers") from None
+        # Frames are the x axis; W&B's own step counts rows, so an evaluation and a training
+        # episode at the same frame are two rows, each committed as it is logged.
+        self.run.define_metric("frame")
+        self.run.define_metric("*", step_metric="frame")
         tmp = self.record_path.with_name(self.record_path.name + ".tmp")
-        tmp.write_text(json.dumps(self.record))
+        tmp.write_text(json.dumps({"id": self.run.id}))
         os.replace(tmp, self.record_path)
 
     def write(self, kind: str, row: dict) -> None:
-        index = self.rows[kind]
-        self.rows[kind] += 1
-        if index < self.record["sent"][kind]:
-            return  # sent before the cell was killed
-        self.run.log({f"{kind}/{key}": value for key, value in scalars(row).items()}, step=int(row["frame"]))
-        self.record["sent"][kind] = index + 1
-        self._save()
+        self.run.log({"frame": int(row["frame"]), **{f"{kind}/{key}": value for key, value in scalars(row).items()}})
 
     def state(self) -> dict:
         return {}
@@ -130,14 +127,14 @@ class Loggers:
         self.names = list(cfg.loggers)
         self.open = {}
 
-    def start(self, state: dict | None, rows: dict) -> None:
+    def start(self, state: dict | None) -> None:
         """`state`: what the snapshot being resumed recorded (None: the cell starts afresh)."""
         state = state or {}
         self.close()
         if "tensorboard" in self.names:
             self.open["tensorboard"] = TensorBoardLog(self.run, state.get("tensorboard", {}))
         if "wandb" in self.names:
-            self.open["wandb"] = WandbLog(self.cfg, self.run, self.work, rows)
+            self.open["wandb"] = WandbLog(self.cfg, self.run, self.work)
 
     def write(self, kind: str, row: dict) -> None:
         for logger in self.open.values():
