@@ -21,10 +21,12 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/claims.smk"
+include: "workflow/rules/videos.smk"
 
 
 rule all:
     input:
         grid_outputs("eval.csv"),  # listed so that a deleted cell is planned again
         rules.plot.output,
+        BEHAVIOUR_PAGE,  # the report's videos, when the grid films its cells
     default_target: True

@@ -2,7 +2,9 @@
 
 DrQ-v2's training loop (docs/agents.md §1.7), made resumable. While it runs, the growing CSVs, the
 snapshot and nothing else live in `<out_dir>/work/`; when it ends, `eval.csv`, `train.csv` and
-`meta.json` are published into `<out_dir>` and `work/` is removed. Killed at any moment and
+`meta.json` are published into `<out_dir>` and `work/` is removed. Filmed evaluations
+(`videos/<frame>.mp4`) and TensorBoard event files go straight into `<out_dir>`, to be watched as
+the cell trains; a resumption cuts them back to its snapshot too. Killed at any moment and
 started again with the same command, it continues from the last snapshot (taken between
 episodes, before the environment's reset) and ends with the files an uninterrupted run writes.
 A command that cannot run is refused in one line (`drm.train: error: ...`, status 2) before the
@@ -31,8 +33,9 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
-from drm.cell import config, provenance, rendering, snapshot  # noqa: E402
+from drm.cell import config, provenance, rendering, snapshot, video  # noqa: E402
 from drm.cell.csvlog import CsvLog  # noqa: E402
+from drm.cell.loggers import Loggers  # noqa: E402
 from drm.dormant import dormant_ratio  # noqa: E402
 
 EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
@@ -164,6 +167,9 @@ class Cell:
         self.agent_columns = []
         self.eval_log = CsvLog(self.work / "eval.csv", EVAL_COLUMNS)
         self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS)
+        # Watching the run: videos of chosen evaluations, the curves in TensorBoard / W&B.
+        self.videos = video.Videos(self.out, video.filmed(self.cfg), self.warn)
+        self.loggers = Loggers(self.cfg, self.out, self.work)
 
     def build(self) -> None:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
@@ -264,6 +270,7 @@ class Cell:
             "train_env_rng": self.train_env.get_rng_state(),
             "eval_env_rng": self.eval_env.get_rng_state(),
             "eval_rows": self.eval_log.rows, "train_rows": self.train_log.rows,
+            "loggers": self.loggers.state(),
         })
         self.last_snapshot_frame = self.snapshot_frame = self.step * self.repeat
         self.saved_total = self.replay.total
@@ -287,6 +294,7 @@ class Cell:
                 unreadable.append(f"{err}, so {used.name} is set aside as {moved.name}")
                 state, used, more = snapshot.load_newest(self.snapshot_path)
                 unreadable += more
+        self.resume_watching(state)
         if state is None:
             if unreadable:
                 self.warn("; ".join(unreadable) + "; no readable snapshot is left, so the run "
@@ -320,25 +328,40 @@ class Cell:
             self.warn(f"resuming with {', '.join(changes)}: from frame {frame} on, the run no "
                       "longer matches an uninterrupted one bit for bit")
 
+    def resume_watching(self, state: dict | None) -> None:
+        """Videos and loggers cut back to what the snapshot knew (to nothing without one)."""
+        self.videos.keep_until(None if state is None else state["last_eval_step"] * self.repeat)
+        self.loggers.start(None if state is None else state.get("loggers"))
+
     # ---------------------------------------------------------------- the loop
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.session_start
 
+    def film(self) -> None:
+        if self.videos.recording is not None:
+            self.videos.add(self.eval_env.render_rgb(video.RENDER_SIZE))
+
     def evaluate(self) -> None:
         returns, steps = [], 0
+        self.videos.start(self.step * self.repeat)  # its first episode, if this evaluation is filmed
         for _ in range(self.cfg.num_eval_episodes):
             ts, total = self.eval_env.reset(), 0.0
+            self.film()
             while not ts.last:
                 ts = self.eval_env.step(self.agent.act(ts.observation, self.step, eval_mode=True))
+                self.film()
                 total += ts.reward
                 steps += 1
             returns.append(total)
+            if (filmed := self.videos.finish()) is not None:
+                self.log(f"video {filmed.path.name}: {filmed.bytes} bytes")
         self.last_eval_step = self.step
         self.last_eval = float(np.mean(returns))
-        self.eval_log.write({
-            "frame": self.step * self.repeat, "step": self.step, "episode": self.episode,
-            "episode_reward": self.last_eval,
-            "episode_length": steps * self.repeat / len(returns), "total_time": self.elapsed()})
+        row = {"frame": self.step * self.repeat, "step": self.step, "episode": self.episode,
+               "episode_reward": self.last_eval,
+               "episode_length": steps * self.repeat / len(returns), "total_time": self.elapsed()}
+        self.eval_log.write(row)
+        self.loggers.write("eval", row)
         self.log(f"eval frame={self.step * self.repeat} episode_reward={self.last_eval:.2f}")
 
     def end_episode(self, reward: float, length: int, metrics: dict, started: float) -> None:
@@ -349,6 +372,7 @@ class Cell:
                "total_time": self.elapsed(), **self.agent.log_state()}
         row.update({k: float(np.mean(v)) for k, v in metrics.items()})
         self.train_log.write(row)
+        self.loggers.write("train", row)
         self.log(f"episode {self.episode} frame={row['frame']} episode_reward={reward:.2f} "
                  f"fps={row['fps']:.1f}")
 
@@ -384,6 +408,7 @@ class Cell:
                 self.train()
             finally:
                 self.batches.close()
+                self.loggers.close()
             self.publish()
         except OSError as err:
             if err.errno not in (errno.ENOSPC, errno.EDQUOT):
@@ -396,7 +421,7 @@ class Cell:
 
     def remove_partial_files(self) -> None:
         """Temp files a failed write left behind (every write here goes through a `*.tmp*` name)."""
-        for directory in (self.out, self.work, self.work / "replay"):
+        for directory in (self.out, self.work, self.work / "replay", self.videos.folder):
             for path in directory.glob("*.tmp*"):
                 path.unlink(missing_ok=True)
         self.replay.discard_chunks_from(self.work / "replay", self.saved_total)

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Sets up a fresh machine: Debian packages for headless rendering (and SLURM with --slurm),
-# then a virtual environment in .venv with the project installed. Safe to run again.
+# Sets up a fresh machine: Debian packages for headless rendering (and, with --slurm, what the
+# tests need: SLURM, headless Chromium), then a virtual environment in .venv with the project
+# installed (with --slurm also its optional W&B logger, which the tests run offline). Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,8 +10,8 @@ want_slurm=0
 
 # Headless MuJoCo rendering: EGL (Mesa) and OSMesa as a fallback.
 pkgs=(libegl1 libegl-mesa0 libgl1 libgl1-mesa-dri libosmesa6 git)
-# A one-node SLURM cluster for the tests marked `slurm`.
-[ $want_slurm = 1 ] && pkgs+=(munge slurm-client slurmctld slurmd)
+# A one-node SLURM cluster for the tests marked `slurm`; Chromium for the report's browser tests.
+[ $want_slurm = 1 ] && pkgs+=(munge slurm-client slurmctld slurmd chromium)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -31,5 +32,7 @@ fi
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 # torch==2.13.0 is pinned: an unpinned torch pulls several GB of CUDA wheels on a CPU machine.
-.venv/bin/pip install -q -e '.[test]'
+extras=test
+[ $want_slurm = 1 ] && extras=test,wandb
+.venv/bin/pip install -q -e ".[$extras]"
 echo "setup: ready (.venv)"

@@ -36,7 +36,7 @@ def test_lint_is_clean(wf):
 def test_the_paper_grid_dry_run_lists_every_cell(wf):
     done = snakemake(wf, "-n", "all")
     assert done.returncode == 0, done.stderr
-    assert planned_jobs(done) == {"train": 3 * 8 * 10, "aggregate": 1, "plot": 1, "all": 1}
+    assert planned_jobs(done) == {"train": 3 * 8 * 10, "aggregate": 1, "plot": 1, "videos": 1, "all": 1}
     for cell in ("results/runs/drm/dog_run/seed10/eval.csv", "results/runs/alix/hopper_hop/seed1/eval.csv",
                  "results/runs/drqv2/manipulator_bring_ball/seed7/eval.csv"):
         assert cell in done.stdout
@@ -117,7 +117,7 @@ def test_a_tiny_grid_end_to_end_then_one_cell_rerun_and_figures_from_cache(wf):
     # One cell deleted: exactly that cell is planned again, then the statistics.
     shutil.rmtree(runs / "alix" / "cartpole_balance" / "seed1")
     again = snakemake(wf, "-n", "all", "--configfile", cfg)
-    assert planned_jobs(again) == {"train": 1, "aggregate": 1, "plot": 1, "all": 1}
+    assert planned_jobs(again) == {"train": 1, "aggregate": 1, "plot": 1, "videos": 1, "all": 1}
     assert "results/runs/alix/cartpole_balance/seed1/eval.csv" in again.stdout
 
     # The figures target plans no training, even with a cell missing and the code edited.

@@ -3,14 +3,15 @@ statistics on a paper-size synthetic grid (drm.bench.stats); `--parse` the wait 
 Snakemake command prints (drm.bench.parse); `--gpu` cells sharing one GPU (drm.bench.gpu);
 `--levers` each candidate speed-up of the update against the default (drm.bench.levers);
 `--against-official DIR` the official DrQ-v2 code's end-to-end frames/s beside ours
-(drm.bench.against_official)."""
+(drm.bench.against_official); `--watch` what evaluation videos and TensorBoard cost (drm.bench.watch)."""
 import importlib
 import sys
 
 from drm.cell.allocator import restart_with_allocator_env
 
 MODES = {"--parse": "drm.bench.parse", "--aggregate": "drm.bench.stats", "--gpu": "drm.bench.gpu",
-         "--levers": "drm.bench.levers", "--against-official": "drm.bench.against_official"}
+         "--levers": "drm.bench.levers", "--against-official": "drm.bench.against_official",
+         "--watch": "drm.bench.watch"}
 
 
 def main(argv=None):

@@ -115,6 +115,8 @@ def main(argv=None) -> int:
                         help="benchmark cells on one GPU, alone and sharing it (drm.bench.gpu) instead")
     parser.add_argument("--levers", action="store_true",
                         help="time each candidate speed-up of the update against the default (drm.bench.levers)")
+    parser.add_argument("--watch", action="store_true",
+                        help="what evaluation videos and TensorBoard logging cost (drm.bench.watch) instead")
     parser.add_argument("--against-official", metavar="DIR",
                         help="the official DrQ-v2 code (a checkout in DIR) end to end beside our cell, "
                              "instead (drm.bench.against_official)")

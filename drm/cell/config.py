@@ -6,7 +6,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from drm.cell import presets
+from drm.cell import loggers, presets
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
@@ -19,11 +19,11 @@ def run_dir(agent: str, task: str, seed: int) -> str:
     """A cell's folder, relative to the runs folder: drm/hopper_hop/seed3."""
     return RUN_DIR.format(agent=agent, task=task, seed=seed)
 # Keys that may differ between the start and the resumption of one run (prefetch_batches gives
-# the same batches either way).
+# the same batches either way; videos and loggers only watch the run).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
 # warned about (drm.cell.snapshot.compute_settings), not refused.
 RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
-                 "prefetch_batches")
+                 "prefetch_batches", "save_video", "num_eval_videos", "loggers", "wandb_project")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
 _SCHEDULE_KEYS = ("stddev_schedule", "agent.stddev_schedule")
@@ -168,7 +168,7 @@ def check(cfg: DictConfig) -> None:
     check_device(cfg.device)
     _require(str(cfg.progress) in ("auto", "True", "False"), "progress", cfg.progress,
              "auto, true or false")
-    for key in ("deterministic", "prefetch_batches"):
+    for key in ("deterministic", "prefetch_batches", "save_video"):
         _require(isinstance(cfg[key], bool), key, cfg[key], "true or false")
     running = cfg.agent.replay_sample_running_episode
     _require(isinstance(running, bool), "agent.replay_sample_running_episode", running, "true or false")
@@ -177,6 +177,11 @@ def check(cfg: DictConfig) -> None:
                  "num_seed_frames", cfg.num_seed_frames,
                  f">= episode_frames={cfg.episode_frames} when agent.replay_sample_running_episode="
                  "false (the first update samples an episode that has ended)")
+    _require(isinstance(cfg.num_eval_videos, int) and cfg.num_eval_videos >= 1, "num_eval_videos",
+             cfg.num_eval_videos, "an integer >= 1 (save_video=false for none)")
+    loggers.check(cfg.loggers)
+    _require(isinstance(cfg.wandb_project, str) and cfg.wandb_project.strip() != "", "wandb_project",
+             cfg.wandb_project, "a W&B project name")
     _require(cfg.threads is None or (isinstance(cfg.threads, int) and cfg.threads >= 1),
              "threads", cfg.threads, "null or an integer >= 1")
     try:

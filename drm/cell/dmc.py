@@ -76,6 +76,11 @@ class PixelEnv:
         pixels = self._env.physics.render(self._size, self._size, camera_id=self._camera)
         return pixels.transpose(2, 0, 1).copy()
 
+    def render_rgb(self, size: int) -> np.ndarray:
+        """The scene now, (size, size, 3) RGB, from the agent's camera (a video's frame); the
+        physics and the task's RNG are untouched."""
+        return self._env.physics.render(size, size, camera_id=self._camera)
+
     def _time_step(self, action, reward, discount, first, last) -> TimeStep:
         frame = self._render()
         if first:
