@@ -70,7 +70,7 @@ def test_make_demo_draws_the_section_beside_the_grid_and_reports_both(wf):
     assert [line[:line.index("--configfile")][-2:] for line in lines] == [["all", "recorded"]] * 2
     plan = snakemake(wf, "-n", *lines[0])
     assert plan.returncode == 0, plan.stderr[-3000:]
-    assert planned_jobs(plan) == {"train": 12, "aggregate": 1, "plot": 1, "recorded": 1, "all": 1}
+    assert planned_jobs(plan) == {"train": 12, "aggregate": 1, "plot": 1, "videos": 1, "recorded": 1, "all": 1}
 
 
 def _config(tmp_path, **changes):

@@ -24,7 +24,8 @@ from pathlib import Path
 from drm.bench.output import print_figures
 
 REPO = Path(__file__).resolve().parents[2]
-WORKFLOW_FILES = ("Snakefile", "workflow", "config", "environment.yml")
+# What the dry run reads: the published curves are the aggregate's inputs.
+WORKFLOW_FILES = ("Snakefile", "workflow", "config", "environment.yml", "results/published")
 TARGET_S = 5.0
 
 
@@ -52,6 +53,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         for name in WORKFLOW_FILES:
+            (work / name).parent.mkdir(parents=True, exist_ok=True)
             (shutil.copytree if (REPO / name).is_dir() else shutil.copy)(REPO / name, work / name)
         dry_run = ["-n", "all"] + (["--configfile", args.configfile] if args.configfile else [])
         runs = [time_snakemake(work, dry_run) for _ in range(args.repeat)]
