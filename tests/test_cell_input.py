@@ -214,3 +214,14 @@ def test_a_started_run_with_another_config_is_refused_before_anything_is_built(t
     assert "batch_size: 256 (on disk) vs 16 (now)" in err
     assert sorted(p.name for p in (out / "work").iterdir()) == ["train.csv"], "not even a start is counted"
     assert yaml.safe_load((out / "config.yaml").read_text()) == saved
+
+
+def test_a_user_set_backend_renders_whatever_pyopengl_platform_an_earlier_import_left(monkeypatch):
+    """dm_control sets PYOPENGL_PLATFORM=egl when it is imported with EGL (as earlier tests in
+    this process do); osmesa chosen afterwards used to fail its probe on that value."""
+    from drm.cell import rendering
+
+    monkeypatch.setenv("PYOPENGL_PLATFORM", "egl")
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    assert rendering.choose_backend() == "MUJOCO_GL=osmesa (set by the user)"
+    assert os.environ["PYOPENGL_PLATFORM"] == "osmesa"

@@ -207,12 +207,18 @@ _PROBE_XML = ('<mujoco><worldbody><light pos="0 0 1"/><geom type="sphere" size="
               '</worldbody></mujoco>')
 
 
+def use_backend(backend: str) -> None:
+    """MUJOCO_GL for this process, and PyOpenGL's platform to match: dm_control refuses EGL or
+    OSMesa when PYOPENGL_PLATFORM names the other, and an earlier import of dm_control in the
+    same process (or a parent's) leaves its own value there."""
+    os.environ["MUJOCO_GL"] = backend
+    os.environ["PYOPENGL_PLATFORM"] = backend
+
+
 def _probe_main(backend: str, cuda_json: str) -> None:
     """In the probe subprocess: choose the EGL device, render one frame with `backend`, and
     print what rendered it as JSON (or the refusal of a bad MUJOCO_EGL_DEVICE_ID)."""
-    os.environ["MUJOCO_GL"] = backend
-    if backend == "osmesa":
-        os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+    use_backend(backend)
     report = {}
     if backend == "egl":
         devices = egl_devices()
@@ -302,14 +308,13 @@ def choose(cuda: CudaDevice | None = None) -> Rendering:
         if found is None:
             raise RenderingUnavailable(f"MUJOCO_GL={user_value} (set by the user) does not render here: "
                                        f"{err}; unset it to let the cell choose one that renders here")
+        use_backend(user_value)
         return _rendering(user_value, "set by the user", found, cuda)
     errors = []
     for backend in CANDIDATES:
         found, err = _probe(backend, cuda)
         if found is not None:
-            os.environ["MUJOCO_GL"] = backend
-            if backend == "osmesa":
-                os.environ.setdefault("PYOPENGL_PLATFORM", "osmesa")
+            use_backend(backend)
             return _rendering(backend, "; ".join(["first headless backend that rendered here", *errors]),
                               found, cuda)
         errors.append(f"{backend}: {err}")
