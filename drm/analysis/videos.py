@@ -8,6 +8,7 @@ gets a line saying so. The page embeds the videos, so it plays inside the report
 """
 import base64
 import html
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,19 +33,31 @@ def median_run(runs: list[dict]) -> dict:
     return ordered[(len(ordered) - 1) // 2]
 
 
+def finished_run(meta_path: str | Path) -> dict:
+    """A finished cell as the page needs it. Its agent, task and seed come from its folder
+    (results/runs/<agent>/<task>/seed<seed>/, as the importer reads them: runs from before
+    meta.json named them, or made by other tools, have only the folder), its final frame and
+    return from its eval.csv's last row."""
+    folder = Path(meta_path).parent
+    with open(folder / "eval.csv", newline="") as f:
+        last = list(csv.DictReader(f))[-1]
+    return {"agent": folder.parent.parent.name, "task": folder.parent.name,
+            "seed": int(folder.name.removeprefix("seed")), "folder": folder,
+            "frames": int(float(last["frame"])), "final_eval_return": float(last["episode_reward"])}
+
+
 def choose(metas: list[str | Path]) -> list[Shown]:
-    """The run shown per (task, agent), from the finished cells' meta.json files."""
+    """The run shown per (task, agent), from the finished cells (their meta.json files)."""
     groups: dict[tuple[str, str], list[dict]] = {}
     for path in metas:
-        meta = json.loads(Path(path).read_text())
-        run = {**meta, "folder": Path(path).parent}
-        groups.setdefault((meta["task"], meta["agent"]), []).append(run)
+        run = finished_run(path)
+        groups.setdefault((run["task"], run["agent"]), []).append(run)
     shown = []
     for (task, agent), runs in groups.items():
         run = median_run(runs)
         final = video_path(run["folder"], run["frames"])
-        shown.append(Shown(agent, task, int(run["seed"]), len(runs), int(run["frames"]),
-                           float(run["final_eval_return"]), final if final.exists() else None))
+        shown.append(Shown(agent, task, run["seed"], len(runs), run["frames"],
+                           run["final_eval_return"], final if final.exists() else None))
     return shown
 
 
