@@ -2,6 +2,7 @@
 aggregate section, a claim, the published sources) plans the aggregate and the figures again, and
 an edit of anything else plans nothing. Real Snakemake runs on fabricated finished cells
 (drm.analysis.synthetic), so nothing trains."""
+import contextlib
 import os
 import shutil
 
@@ -31,6 +32,19 @@ claims:
     frames: 40000
 """
 STATISTICS = {"aggregate": 1, "plot": 1, "all": 1}
+
+
+@contextlib.contextmanager
+def edited(path, edit):
+    """A shared workflow file edited by `edit()` for one test, then put back as it was (its
+    text and times, so the other tests see the finished workflow unchanged)."""
+    text, stat = path.read_text(), path.stat()
+    try:
+        edit()
+        yield
+    finally:
+        path.write_text(text)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 @pytest.fixture(scope="module")
@@ -71,13 +85,8 @@ def test_an_edit_of_the_aggregate_section_plans_the_statistics_and_figures(finis
 def test_an_edit_of_a_claim_plans_the_statistics_and_figures(finished):
     wf, grid = finished
     path = wf / "config" / "tiny_claims.yaml"
-    text, stat = path.read_text(), path.stat()
-    try:
-        path.write_text(text.replace("frames: 40000", "frames: 30000"))
+    with edited(path, lambda: path.write_text(path.read_text().replace("frames: 40000", "frames: 30000"))):
         assert planned_jobs(plan(wf, grid)) == STATISTICS
-    finally:
-        path.write_text(text)
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_an_edit_of_the_published_sources_plans_the_statistics_and_figures(finished):
@@ -89,15 +98,14 @@ def test_an_edit_of_the_published_sources_plans_the_statistics_and_figures(finis
     assert planned_jobs(plan(wf, grid, moved)) == STATISTICS
     # a published file edited in place (touching it is no edit: Snakemake compares its checksum)
     path = wf / "results" / "published" / "drqv2" / "dmc_cartpole_balance.csv"
-    text, stat = path.read_text(), path.stat()
-    try:
+
+    def add_one():
         curves = pd.read_csv(path, index_col=0)
         curves.loc[0, "episode_reward"] += 1.0
         curves.to_csv(path)
+
+    with edited(path, add_one):
         assert planned_jobs(plan(wf, grid)) == STATISTICS
-    finally:
-        path.write_text(text)
-        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
 
 
 def test_an_edit_that_changes_no_result_plans_nothing(finished):
