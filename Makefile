@@ -14,14 +14,17 @@ demo: setup
 	$(VENV)/snakemake --cores 2 all recorded --configfile config/demo.yaml
 	$(VENV)/snakemake --report results/report.html all recorded --configfile config/demo.yaml
 
-# The whole test suite, the real SLURM cluster included.
+# The whole test suite, the real SLURM cluster included, on two workers (docs/testing.md); a
+# slow or slurm test that skips fails the run.
+PYTEST := $(VENV)/python -m pytest -ra -n 2 --dist loadgroup
+
 test:
 	bash scripts/setup.sh --slurm
-	$(VENV)/python -m pytest -ra
+	$(PYTEST) --require-all
 
 # Everything but the cluster and the minute-long training runs.
 test-fast: setup
-	$(VENV)/python -m pytest -ra -m "not slurm and not slow"
+	$(PYTEST) -m "not slurm and not slow"
 
 bench: setup
 	$(VENV)/python -m drm.bench

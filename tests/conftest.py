@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import subprocess
@@ -15,10 +16,91 @@ REPO = Path(__file__).resolve().parents[1]
 
 def pytest_configure(config):
     """Choose the headless rendering backend before any test imports dm_control: the backend is
-    fixed at import, and in-process tests build rendering environments."""
+    fixed at import, and in-process tests build rendering environments. The cells the tests start
+    use one thread each, so that two pytest-xdist workers share the two cores without spinning."""
     from drm.cell import rendering
 
     rendering.choose_backend()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+# ---------------------------------------------------------------------------------------------
+# Order and completeness
+#
+# The SLURM tests run together on one xdist worker (one cluster), and the long tests are handed
+# out first, so that the two workers end together. With --require-all (CI), a test marked slow
+# or slurm that skipped fails the run: a missing package or cluster is not a pass.
+# ---------------------------------------------------------------------------------------------
+
+LONG_FIRST = ("slurm", "slow")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--require-all", action="store_true",
+                     help="fail the run when a test marked slow or slurm is skipped (CI)")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.get_closest_marker("slurm"):
+            item.add_marker(pytest.mark.xdist_group("slurm"))
+
+    def rank(item):
+        return next((i for i, m in enumerate(LONG_FIRST) if item.get_closest_marker(m)), len(LONG_FIRST))
+
+    items.sort(key=rank)  # stable: within a rank, the files' order
+
+
+_skipped_long: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and any(m in report.keywords for m in LONG_FIRST):
+        reason = report.longrepr[-1] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        _skipped_long.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if session.config.getoption("require_all") and _skipped_long and not hasattr(session.config, "workerinput"):
+        session.config.pluginmanager.get_plugin("terminalreporter").write_line(
+            f"--require-all: {len(_skipped_long)} slow or slurm test(s) skipped:\n  "
+            + "\n  ".join(_skipped_long), red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+# ---------------------------------------------------------------------------------------------
+# Built once per test run
+# ---------------------------------------------------------------------------------------------
+
+def shared_once(tmp_path_factory, name: str, build) -> Path:
+    """`build(folder)` once per test run, across pytest-xdist's workers too: the first worker
+    that asks builds it under a lock, the others wait for it and read it; a failed build fails
+    each test that asks, with the first failure's message."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by the workers
+    folder, failed = root / name, root / f"{name}.failed"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if failed.exists():
+            pytest.fail(f"{name} could not be built: {failed.read_text()}")
+        if not (root / f"{name}.built").exists():
+            try:
+                build(folder)
+            except BaseException as error:
+                failed.write_text(str(error)[-5000:])
+                raise
+            (root / f"{name}.built").touch()
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_grid(tmp_path_factory) -> Path:
+    """The tiny grid (tests/workflow_helpers.py) trained, aggregated, drawn and reported once;
+    its cells are the training-cell tests' reference runs. Tests read it and change only copies."""
+    from workflow_helpers import build_tiny_grid
+
+    return shared_once(tmp_path_factory, "tiny_grid", build_tiny_grid)
 
 
 # ---------------------------------------------------------------------------------------------

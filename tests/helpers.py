@@ -13,6 +13,10 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = dict(num_train_frames=2000, num_seed_frames=1000, eval_every_frames=1000,
             num_eval_episodes=1, batch_size=16, episode_frames=500, snapshot_every_frames=500,
             replay_buffer_size=10000)
+# DrM's tiny cell: updates from agent step 400 (frame 800), every 2 steps, to step 998; with a
+# perturbation every 200 steps they perturb at steps 400 (beta = 1 then, alpha = 0.2), 600 and
+# 800, so the train.csv rows at frames 1000 and 1500 have seen 1 and 2 perturbations.
+TINY_DRM = {"num_seed_frames": 800, "agent.dormant_perturb_interval": 200, "agent.num_expl_steps": 400}
 WALL_CLOCK_COLUMNS = ("total_time", "fps")
 
 

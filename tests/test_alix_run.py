@@ -1,20 +1,22 @@
-"""A tiny A-LIX cell on the CPU: S is logged and learns, and a killed run resumes bit for bit."""
+"""A tiny A-LIX cell on the CPU: S is logged and learns, and a killed run resumes bit for bit,
+logged to W&B (offline) as one run across its two starts. The reference run is the tiny grid's
+A-LIX cell."""
 import json
 import math
 from pathlib import Path
 
 import pytest
 
-from helpers import after_snapshot_of_episode, kill_and_resume, read_csv, run_cell, without_wall_clock
+from helpers import after_snapshot_of_episode, kill_and_resume, read_csv, without_wall_clock
+from watching import events, wandb_records
+from workflow_helpers import grid_cell
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("alix") / "reference"
-    run_cell(out, "alix")
-    return out
+def reference(tiny_grid) -> Path:
+    return grid_cell(tiny_grid, "alix")
 
 
 def test_tiny_run_logs_s_moving_away_from_its_init(reference):
@@ -32,11 +34,39 @@ def test_tiny_run_logs_s_moving_away_from_its_init(reference):
     assert (s > 0.5) == (score > 0.535) or abs(score - 0.535) < 0.05
 
 
-def test_kill_and_resume_reproduces_the_uninterrupted_run(reference, tmp_path):
+def test_kill_and_resume_reproduces_the_uninterrupted_run_as_one_wandb_run(reference, tmp_path, monkeypatch):
+    """Killed in episode 4, after the snapshot at frame 1500 (S and its optimiser trained for an
+    episode), resumed: the same files as the uninterrupted run; one W&B run with the resolved
+    config and every row, the rows the snapshot knew once; TensorBoard too."""
+    pytest.importorskip("wandb", reason="the optional W&B logger: pip install 'drm-repro[wandb]'")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for kind in ("CONFIG", "CACHE", "DATA"):
+        monkeypatch.setenv(f"WANDB_{kind}_DIR", str(tmp_path / kind.lower()))
     out = tmp_path / "killed"
-    kill_and_resume(out, "alix", kill_when=after_snapshot_of_episode(3))
+    kill_and_resume(out, "alix", kill_when=after_snapshot_of_episode(3), loggers="[tensorboard,wandb]")
     assert "resumed from the snapshot at frame 1500" in (out / "train.log").read_text()
     assert json.loads((out / "meta.json").read_text())["starts"] == 2
     # Episode 4's train row and the final evaluation come from updates made after the resumption.
     for name in ("train.csv", "eval.csv"):
         assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(reference / name))
+
+    run_files = sorted((out / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(run_files) == 2, "one offline record per start"
+    records = [r for f in run_files for r in wandb_records(f)]
+    runs = [r.run for r in records if r.WhichOneof("record_type") == "run"]
+    assert {(run.run_id, run.project, run.run_group, run.display_name) for run in runs} == {
+        (runs[0].run_id, "drm-repro", "alix/cartpole_balance", "alix/cartpole_balance/seed1")}, "one run"
+    logged_config = {u.key: u.value_json for u in runs[0].config.update}
+    assert logged_config["batch_size"] == "16" and logged_config["lr"] == "0.0001", "the resolved config"
+    history = [{i.key or "/".join(i.nested_key): float(i.value_json) for i in r.history.item}
+               for r in records if r.WhichOneof("record_type") == "history"]
+    evals = {(int(h["frame"]), h["eval/episode_reward"]) for h in history if "eval/episode_reward" in h}
+    assert evals == {(int(r["frame"]), float(r["episode_reward"])) for r in read_csv(out / "eval.csv")}, \
+        "every evaluation, with eval.csv's return"
+    trains = [int(h["frame"]) for h in history if "train/episode_reward" in h]
+    assert set(trains) == {int(r["frame"]) for r in read_csv(out / "train.csv")}
+    assert trains[:3] == [500, 1000, 1500] and all(trains.count(f) == 1 for f in (500, 1000, 1500)), \
+        "the rows the snapshot knew, once"
+    assert any("train/lix_s" in h for h in history), "A-LIX's S"
+    assert "train/lix_s" in events(out), "and in TensorBoard"

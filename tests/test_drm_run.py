@@ -1,27 +1,26 @@
-"""A tiny DrM cell on the CPU: the DrM columns, two perturbations, and a killed run that
-resumes bit for bit (perturbation, Adam resets, beta and t0 all restored from the snapshot)."""
+"""A tiny DrM cell on the CPU: the DrM columns, three perturbations, and a killed run that
+resumes bit for bit (perturbation, Adam resets, beta and t0 all restored from the snapshot),
+with each evaluation's video and TensorBoard scalar once. The reference run is the tiny grid's
+DrM cell (tests/helpers.py's TINY_DRM)."""
 import math
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from helpers import after_snapshot_of_episode, REPO, kill_and_resume, read_csv, run_cell, without_wall_clock
+from helpers import REPO, TINY_DRM, kill_and_resume, read_csv, without_wall_clock
+from watching import events, video_frames
+from workflow_helpers import grid_cell
 
-# Updates from agent step 400 (frame 800), every 2 steps, to step 998; with a perturbation every
-# 200 steps they perturb at steps 400 (beta = 1 then, alpha = 0.2), 600 and 800, so the
-# train.csv rows at frames 1000 and 1500 have seen 1 and 2 perturbations.
-DRM = {"num_seed_frames": 800, "agent.dormant_perturb_interval": 200, "agent.num_expl_steps": 400}
 DRM_COLUMNS = ("actor_dormant_ratio", "stddev", "exploit_lambda", "perturb_count",
                "awaken_step", "v_loss")
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("drm") / "reference"
-    run_cell(out, "drm", **DRM)
-    return out
+def reference(tiny_grid) -> Path:
+    return grid_cell(tiny_grid, "drm")
 
 
 @pytest.mark.slow
@@ -45,14 +44,49 @@ def test_tiny_run_writes_drm_columns_and_perturbs(reference):
 
 
 @pytest.mark.slow
-def test_kill_and_resume_reproduces_the_uninterrupted_run(reference, tmp_path):
-    """Killed in episode 4, after the snapshot at frame 1500 (2 perturbations done, Adam state
-    rebuilt since); the resumed run perturbs again at step 800 and must match exactly."""
-    out = tmp_path / "killed"
-    kill_and_resume(out, "drm", kill_when=after_snapshot_of_episode(3), **DRM)
-    assert "resumed from the snapshot at frame 1500" in (out / "train.log").read_text()
+def test_kill_and_resume_reproduces_the_run_with_each_video_and_curve_once(reference, tmp_path):
+    """Killed after its evaluation at frame 1000 reached the disk (video and event file) but
+    before the next snapshot (one perturbation done, at frame 800); the resumption restores the
+    snapshot at frame 1000, plays that evaluation again, perturbs at frames 1200 and 1600 and must
+    match the uninterrupted run exactly, with each video and each scalar once."""
+    out = tmp_path / "cell"
+    seen_at_kill = tmp_path / "at_kill"
+
+    def after_the_second_evaluation(d: Path) -> bool:
+        evals, event_files = d / "work" / "eval.csv", sorted(d.glob("events.out.tfevents.*"))
+        if not (evals.exists() and len(read_csv(evals)) == 2 and event_files):
+            return False
+        if event_files[-1].stat().st_mtime_ns < evals.stat().st_mtime_ns:
+            return False  # the event file has not been flushed since
+        shutil.copytree(d, seen_at_kill, ignore=shutil.ignore_patterns("work"))
+        return True
+
+    kill_and_resume(out, "drm", kill_when=after_the_second_evaluation, snapshot_every_frames=1000, **TINY_DRM)
+    assert "resumed from the snapshot at frame 1000" in (out / "train.log").read_text()
     for name in ("train.csv", "eval.csv"):
         assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(reference / name))
+
+    assert (seen_at_kill / "videos" / "1000.mp4").exists()
+    assert 1000 in [step for step, _ in events(seen_at_kill)["eval/episode_reward"]], \
+        "the killed run had logged the evaluation its resumption plays again"
+    assert sorted(p.name for p in (out / "videos").iterdir()) == ["0.mp4", "1000.mp4", "2000.mp4"]
+    for name in ("0.mp4", "1000.mp4", "2000.mp4"):
+        frames = video_frames(out / "videos" / name)
+        assert len(frames) == 500 // 2 + 1, "the reset and every agent step of a 500-frame episode"
+        assert frames[0].std() > 10, "a rendered scene, not a blank"
+
+    scalars = events(out)
+    evals, trains = read_csv(out / "eval.csv"), read_csv(out / "train.csv")
+    assert [step for step, _ in scalars["eval/episode_reward"]] == [0, 1000, 2000], "each once, in order"
+    assert [value for _, value in scalars["eval/episode_reward"]] == pytest.approx(
+        [float(r["episode_reward"]) for r in evals], rel=1e-6), "the values eval.csv holds"
+    assert [step for step, _ in scalars["train/episode_reward"]] == [int(r["frame"]) for r in trains]
+    for tag in ("train/fps", "train/actor_dormant_ratio", "train/critic_loss", "train/actor_loss",
+                "train/stddev", "train/exploit_lambda", "train/v_loss", "train/perturb_count"):
+        steps = [step for step, _ in scalars[tag]]
+        assert steps == sorted(set(steps)) and steps, f"{tag}: {steps}"
+    assert len(list(out.glob("events.out.tfevents.*"))) == 2, "one event file per start"
+    assert not list(out.rglob("*.tmp*"))
 
 
 @pytest.mark.parametrize("override, fragment", [

@@ -1,5 +1,6 @@
-"""The report of a real tiny grid in headless Chromium: the behaviour videos play inside it, and
-its landing page shows the claims and the main figure with nothing drawn over them."""
+"""The report of the real tiny grid (3 agents, 1 seed, each cell filmed at frames 0, 1000 and
+2000) in headless Chromium: the behaviour videos play inside it, and its landing page shows the
+claims and the main figure with nothing drawn over them."""
 import os
 import shutil
 from pathlib import Path
@@ -7,25 +8,10 @@ from pathlib import Path
 import pytest
 
 from browser import probe, require_chromium, screenshot
-from workflow_helpers import snakemake, workflow_copy, write_config
+
 
 pytestmark = pytest.mark.slow
 
-# 2 agents x 2 seeds of 400 frames, each filmed at its final evaluation.
-GRID = """
-agents: [drm, drqv2]
-tasks: [cartpole_balance]
-seeds: [1, 2]
-claims: config/claims_demo.yaml
-train:
-  device: cpu
-  threads: 1
-  overrides: {num_train_frames: 400, num_seed_frames: 200, eval_every_frames: 200, num_eval_episodes: 1,
-              episode_frames: 100, batch_size: 16, replay_buffer_size: 10000, snapshot_every_frames: 200,
-              num_eval_videos: 1}
-resources: {mem_margin_mb: 1000, frames_per_hour: 20000}
-aggregate: {reps: 200, profile_reps: 100}
-"""
 WIDTHS = (1400, 1920)
 HEIGHT = 1000
 
@@ -108,15 +94,9 @@ async function examine(el, others) {
 
 
 @pytest.fixture(scope="module")
-def report_html(tmp_path_factory):
+def report_html(tiny_grid):
     require_chromium()
-    wf = workflow_copy(tmp_path_factory.mktemp("report_grid"))
-    cfg = write_config(wf, "tiny.yaml", GRID)
-    done = snakemake(wf, "--cores", "2", "all", "--configfile", cfg, timeout=1800)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    made = snakemake(wf, "--report", "results/report.html", "--configfile", cfg, timeout=300)
-    assert made.returncode == 0, made.stderr[-3000:]
-    return wf / "results" / "report.html"
+    return tiny_grid / "results" / "report.html"
 
 
 def _keep(png: Path) -> None:
@@ -130,11 +110,11 @@ def test_the_behaviour_videos_play_inside_the_report(report_html, tmp_path):
     seen = probe(report_html, READ_VIDEOS, (1400, HEIGHT), tmp_path)
     assert "failed" not in seen, seen
     assert seen["path"] == "results/videos/behaviour.html"
-    assert seen["figures"] == 2 and len(seen["videos"]) == 2, "one per agent on the one task"
+    assert seen["figures"] == 3 and len(seen["videos"]) == 3, "one per agent on the one task"
     for shown in seen["videos"]:
         assert shown["error"] is None and shown["duration"] > 0, shown
         assert shown["width"] == 256
-        assert "(median of 2)" in shown["caption"] and "frame 400, return" in shown["caption"]
+        assert "(median of 1)" in shown["caption"] and "frame 2,000, return" in shown["caption"]
     _keep(screenshot(report_html, tmp_path / "watch_report_behaviour.png", (1400, HEIGHT), tmp_path,
                      script=OPEN_BEHAVIOUR + "openBehaviour();"))
 

@@ -19,9 +19,9 @@ seeds: [1, 2]
 train:
   device: cuda
   threads: 1
-  overrides: {device: cpu, num_train_frames: 3000, num_seed_frames: 1000, eval_every_frames: 1000,
-              num_eval_episodes: 1, episode_frames: 500, batch_size: 16,
-              replay_buffer_size: 10000, snapshot_every_frames: 500}
+  overrides: {device: cpu, num_train_frames: 1000, num_seed_frames: 500, eval_every_frames: 500,
+              num_eval_episodes: 1, episode_frames: 250, batch_size: 16,
+              replay_buffer_size: 10000, snapshot_every_frames: 250, save_video: false}
 resources: {mem_margin_mb: 1000, frames_per_hour: 20000}
 aggregate: {reps: 100, profile_reps: 50, published: []}
 claims: null
@@ -75,7 +75,7 @@ def test_grid_on_slurm_one_gpu_each_and_a_cancelled_job_resumes(slurm_cluster, t
         meta = json.loads((runs / f"seed{seed}" / "meta.json").read_text())
         assert meta["machine"]["slurm_job_id"], "trained inside a SLURM job"
         assert meta["machine"]["cuda_visible_devices"] == "0", "SLURM gave the job its (fake) GPU"
-        assert meta["frames"] == 3000
+        assert meta["frames"] == 1000
     for cell in resumable:
         assert "resumed from the snapshot at frame" in (cell / "train.log").read_text()
         assert json.loads((cell / "meta.json").read_text())["starts"] == 2

@@ -1,19 +1,19 @@
-"""The training cell end to end on the CPU: contract files, same seed, kill and resume."""
+"""The training cell end to end on the CPU: contract files, same seed, kill and resume. The
+reference run is the tiny grid's DrQ-v2 cell, trained by the workflow with the same settings."""
 import json
 
 import pytest
 import yaml
 
 from helpers import kill_and_resume, read_csv, run_cell, without_wall_clock
+from workflow_helpers import grid_cell
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def reference_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    run_cell(out, "drqv2")
-    return out
+def reference_run(tiny_grid):
+    return grid_cell(tiny_grid, "drqv2")
 
 
 def test_cell_writes_the_contract_files(reference_run):
@@ -61,11 +61,17 @@ def test_killed_and_resumed_run_ends_with_the_same_files(reference_run, tmp_path
     assert reference["drawn_ahead"] > 10 * reference["drawn_serially"], "most batches were drawn ahead"
 
 
-def test_same_seed_twice_gives_identical_returns(reference_run, tmp_path):
-    # Killed before its first snapshot, so the second start trains from scratch.
-    kill_and_resume(tmp_path, "drqv2", kill_when=lambda d: (d / "work" / "eval.csv").exists())
+def test_same_seed_twice_gives_identical_returns_filmed_or_not(reference_run, tmp_path):
+    """Killed before its first snapshot, so the second start trains from scratch; and neither
+    filmed nor logged to TensorBoard, which the reference is: the returns do not depend on it."""
+    kill_and_resume(tmp_path, "drqv2", kill_when=lambda d: (d / "work" / "eval.csv").exists(),
+                    save_video="false", loggers="[]")
     assert without_wall_clock(read_csv(tmp_path / "eval.csv")) == without_wall_clock(read_csv(reference_run / "eval.csv"))
     assert json.loads((tmp_path / "meta.json").read_text())["starts"] == 2, "a start without a snapshot counts"
+    assert sorted(p.name for p in (reference_run / "videos").iterdir()) == ["0.mp4", "1000.mp4", "2000.mp4"]
+    assert list(reference_run.glob("events.out.tfevents.*")), "the reference logged to TensorBoard"
+    assert not (tmp_path / "videos").exists(), "save_video=false: nothing filmed"
+    assert not list(tmp_path.glob("events.out.tfevents.*")), "loggers=[]: no event file"
 
 
 def test_a_finished_run_is_not_trained_again(reference_run):
@@ -76,5 +82,7 @@ def test_a_finished_run_is_not_trained_again(reference_run):
 
 
 def test_different_seed_gives_different_returns(reference_run, tmp_path):
-    run_cell(tmp_path, "drqv2", seed=2, num_train_frames=1000, num_seed_frames=1000)
+    # Only the evaluation at frame 0 is compared: the shortest cell that makes it.
+    run_cell(tmp_path, "drqv2", seed=2, num_train_frames=500, num_seed_frames=500, eval_every_frames=500,
+             save_video="false")
     assert read_csv(tmp_path / "eval.csv")[0]["episode_reward"] != read_csv(reference_run / "eval.csv")[0]["episode_reward"]

@@ -155,15 +155,15 @@ seeds: [1]
 train:
   device: cpu
   threads: 1
-  overrides: {{num_train_frames: 2000, num_seed_frames: 1000, eval_every_frames: 1000,
-              num_eval_episodes: 1, episode_frames: 500, batch_size: 16, replay_buffer_size: 10000}}
-  task_overrides: {{{TASK}: {{num_train_frames: 2000}}}}
+  overrides: {{num_train_frames: 1000, num_seed_frames: 500, eval_every_frames: 500, save_video: false,
+              num_eval_episodes: 1, episode_frames: 250, batch_size: 16, replay_buffer_size: 10000}}
+  task_overrides: {{{TASK}: {{num_train_frames: 1000}}}}
 """)
     done = snakemake(wf, "--cores", "2", "validate", "--configfile", "config/validate.yaml", tiny,
                      timeout=900)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = pd.read_csv(wf / "results" / "validate" / "verdict.csv")
-    assert list(table["frame"]) == [0, 1000, 2000]
+    assert list(table["frame"]) == [0, 500, 1000]
     assert list(table["verdict"])[1:] == [validation.NO_FRAME] * 2
     assert table["verdict"].iloc[0] in (validation.INSIDE, validation.BELOW, validation.ABOVE)
     assert "drqv2 cartpole_balance_sparse seed 1: " in done.stdout
