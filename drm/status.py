@@ -39,10 +39,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the workflow's grid logic
-import grid  # noqa: E402
-from drm.cell.config import RUNS, run_dir  # noqa: E402
+from drm import grid
+from drm.cell.config import RUNS, run_dir
+from drm.grid import load_config  # the one loader of a workflow config
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (.*)$")
 EPISODE = re.compile(r"\bepisode \d+ frame=(\d+) .*fps=([\d.]+)")
@@ -67,29 +66,6 @@ class Cell:
     @property
     def remaining(self) -> int:
         return 0 if self.state == "done" or self.total is None else max(self.total - self.frame, 0)
-
-
-def _merge(base: dict, update: dict) -> dict:
-    """Snakemake's rule for several config files: later ones update earlier ones, key by key."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def load_config(paths: list[Path], schema: Path) -> dict:
-    """The workflow config as the Snakefile builds it: config/config.yaml, then --configfile."""
-    from snakemake.utils import validate
-
-    config = {}
-    for path in paths:
-        config = _merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    schema_data = yaml.safe_load(schema.read_text())
-    grid.check_keys(config, schema_data)
-    grid.check_grid(config)
-    grid.check_schema(config, schema_data)
-    validate(config, str(schema))  # fills in the defaults
-    return config
 
 
 def read_log(path: Path) -> list[tuple[float, str]]:
@@ -302,9 +278,8 @@ def main(argv=None) -> int:
                         help="cells training at once, for the totals, as given to snakemake (the SLURM "
                              "profile's jobs: 100); default: this machine's cores and GPU slots")
     args = parser.parse_args(argv)
-    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     try:
-        config = load_config([args.root / "config" / "config.yaml", *args.configfile], schema)
+        config = load_config([args.root / "config" / "config.yaml", *args.configfile])
         cells = status(config, args.root, stale_minutes=args.stale_minutes)
         composed = grid.compose_all(config)
     except (OSError, ValueError, yaml.YAMLError) as error:

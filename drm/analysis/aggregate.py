@@ -15,7 +15,6 @@ that figures are re-drawn without re-sampling:
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -26,23 +25,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from drm import grid
 from drm.analysis import claims, results, stats
 from drm.cell.config import RUNS
 
 log = logging.getLogger(__name__)
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-@functools.lru_cache(maxsize=1)
-def _schema_defaults() -> str:
-    props = yaml.safe_load(SCHEMA.read_text())["properties"]["aggregate"]["properties"]
-    return json.dumps({key: spec["default"] for key, spec in props.items()})
-
-
 def defaults() -> dict:
-    """The `aggregate:` section's defaults, read from the workflow's schema (their one source)."""
-    return json.loads(_schema_defaults())
+    """The `aggregate:` section's defaults, from the workflow's schema (their one source): a copy."""
+    return grid.defaults("aggregate")
 
 
 def _positive_int(value) -> bool:
@@ -174,8 +165,8 @@ def main(argv=None) -> int:
                         help="processes for the bootstraps (the same numbers with any count)")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        config = grid.load_config([args.config])
+    except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return run_logged(config, args.runs, args.out, args.skip_bad_runs, args.workers)

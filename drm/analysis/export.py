@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from drm import grid
 from drm.analysis import results
 from drm.cell.config import RUNS, run_dir as run_dir_of
 
@@ -115,9 +116,8 @@ def main(argv=None) -> int:
     parser.add_argument("--name", default="harness_runs", help="the source name the README suggests")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-        table = export(args.runs, config.get("agents") or [], config.get("tasks") or [],
-                       config.get("seeds") or [], args.out, args.name)
+        config = grid.load_config([args.config])
+        table = export(args.runs, config["agents"], config["tasks"], config["seeds"], args.out, args.name)
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
