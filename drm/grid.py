@@ -21,6 +21,7 @@ from pathlib import Path
 import yaml
 
 from drm import gpu_slot
+from drm import layout
 from drm.cell import config as cell_config
 from drm.cell import footprint, presets
 from drm.cell.replay import ReplayBuffer
@@ -217,7 +218,7 @@ def check_overrides(cfg: dict) -> None:
     for where, overrides in override_maps(cfg):
         for key in GRID_KEYS:
             if key in overrides:
-                home = ("the folder of its cell (results/runs/" + cell_config.RUN_DIR + ")"
+                home = (f"the folder of its cell ({layout.RUNS}/{layout.RUN_DIR})"
                         if key == "out_dir" else f"the config's {key}s list")
                 raise ConfigError(f"{where}: {key!r} (value {overrides[key]!r}) cannot be overridden; "
                                   f"a cell's {key} is {home}")
@@ -440,7 +441,7 @@ def cells_left(cfg: dict, composed: dict, runs: Path) -> dict:
     once it has finished (meta.json), else training_left at its own measured speed."""
     out = {}
     for (agent, task, seed), cell in composed.items():
-        run = Path(runs) / cell_config.run_dir(agent, task, seed)
+        run = Path(runs) / layout.run_dir(agent, task, seed)
         if (run / "meta.json").exists():
             out[(agent, task, seed)] = (0, cfg["resources"]["frames_per_hour"], False)
             continue

@@ -40,7 +40,7 @@ from pathlib import Path
 import yaml
 
 from drm import grid
-from drm.cell.config import RUNS, run_dir
+from drm.layout import RUNS, run_dir, train_log
 from drm.grid import load_config  # the one loader of a workflow config
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (.*)$")
@@ -221,7 +221,7 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     budgets = None
     for agent, task, seed in grid.cells(config):
         run = root / RUNS / run_dir(agent, task, seed)
-        log = root / "results" / "logs" / "train" / agent / task / f"seed{seed}.log"
+        log = root / train_log(agent, task, seed)
         cell = inspect(Cell(agent, task, seed), run, log, queue, now, stale_minutes)
         if cell.total is None:
             saved = run / "config.yaml"

@@ -38,9 +38,7 @@ from drm.cell.csvlog import CsvLog  # noqa: E402
 from drm.cell.loggers import Loggers  # noqa: E402
 from drm.dormant import dormant_ratio  # noqa: E402
 
-EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
-TRAIN_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "buffer_size",
-                 "fps", "total_time"]
+from drm.layout import EVAL_COLUMNS, TRAIN_COLUMNS  # noqa: E402
 
 
 # Keys of the agent's config that the loop reads; the rest are the agent's constructor's.
@@ -122,7 +120,7 @@ def configure_determinism(deterministic: bool) -> None:
 def check_determinism_possible(agent_class, device: torch.device, deterministic: bool) -> None:
     """Refuse deterministic=true on CUDA for an agent that needs an op torch can only run
     nondeterministically there (it would raise at the first update, after the seed frames)."""
-    ops = getattr(agent_class, "NONDETERMINISTIC_CUDA_OPS", ())
+    ops = agent_class.NONDETERMINISTIC_CUDA_OPS  # baselines.utils.Agent: the agent contract
     if deterministic and device.type == "cuda" and ops:
         raise ValueError(
             f"deterministic=true on {device}: {agent_class.__name__} needs {', '.join(ops)}, which "

@@ -27,7 +27,7 @@ import yaml
 
 from drm import grid
 from drm.analysis import claims, results, stats
-from drm.cell.config import RUNS
+from drm.layout import AGGREGATE_DIR, RUNS
 
 log = logging.getLogger(__name__)
 
@@ -157,7 +157,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True,
                         help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
     parser.add_argument("--runs", default=RUNS, help="the harness's runs folder")
-    parser.add_argument("--out", default="results/aggregate", help="output folder")
+    parser.add_argument("--out", default=AGGREGATE_DIR, help="output folder")
     parser.add_argument("--skip-bad-runs", action="store_true", default=None,
                         help="skip bad runs (listed in skipped.csv) instead of failing; "
                              "overrides aggregate.skip_bad_runs")

@@ -27,6 +27,7 @@ import yaml
 
 from drm.cell.config import AGENTS
 from drm.analysis.results import DMC_TASKS, HARNESS, MAX_RETURN
+from drm.layout import parse_series
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 COLUMNS = ["id", "rule", "source", "harness_choices", "agents", "tasks", "frames", "quantity", "estimate",
@@ -62,8 +63,8 @@ def _window(v):
 
 
 def _reference(v):
-    source, sep, agent = str(v).partition(":")
-    return bool(sep and source and agent and source != HARNESS), "'source:agent' of a published source"
+    source, agent = parse_series(v)
+    return bool(agent and source != HARNESS), "'source:agent' of a published source"
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,6 @@ RULES = {
 
 class ClaimError(ValueError):
     pass
-
-
-def parse_series(text: str) -> tuple[str, str]:
-    """'drm' is the harness's drm; 'drqv2_published:drqv2' names a published source's agent."""
-    source, _, agent = str(text).rpartition(":")
-    return (source or HARNESS, agent)
 
 
 def _check(claim: dict, where: str, published: set) -> dict:

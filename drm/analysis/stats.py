@@ -35,6 +35,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from drm.analysis.results import HARNESS, MAX_RETURN
+from drm.layout import parse_series, series_name
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger(__name__ + ".progress")  # one line per bootstrap call
@@ -47,16 +48,6 @@ TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds on the norma
 
 def normalize(returns) -> np.ndarray:
     return np.asarray(returns, dtype=float) / MAX_RETURN
-
-
-def parse_series(text: str) -> tuple[str, str]:
-    """'drm' is the harness's drm; 'drqv2_published:drqv2' names another source's agent."""
-    source, _, agent = text.rpartition(":")
-    return (source or HARNESS, agent)
-
-
-def series_name(series: tuple[str, str]) -> str:
-    return series[1] if series[0] == HARNESS else f"{series[0]}:{series[1]}"
 
 
 # ----------------------------------------------------------------------------- alignment

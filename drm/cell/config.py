@@ -10,14 +10,9 @@ from drm.cell import loggers, presets
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
+# The agent registry, one line per agent: its name, whose config is drm/cfg/agent/<name>.yaml
+# (`_target_`: its class, a baselines.utils.Agent). The grid, the cell and the analysis read it.
 AGENTS = ("drqv2", "drm", "alix")
-RUNS = "results/runs"  # the workflow's runs folder, relative to its working directory
-RUN_DIR = "{agent}/{task}/seed{seed}"  # a cell's folder, relative to the runs folder
-
-
-def run_dir(agent: str, task: str, seed: int) -> str:
-    """A cell's folder, relative to the runs folder: drm/hopper_hop/seed3."""
-    return RUN_DIR.format(agent=agent, task=task, seed=seed)
 # Keys that may differ between the start and the resumption of one run (prefetch_batches gives
 # the same batches either way; videos and loggers only watch the run).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is

@@ -11,7 +11,7 @@ from drm.analysis.figures import FIGURES  # the figure names, as the library dra
 
 localrules: aggregate, plot, figures
 
-AGGREGATE, FIGURE_DIR = "results/aggregate", "results/figures"
+from drm.layout import AGGREGATE_DIR as AGGREGATE, FIGURES_DIR as FIGURE_DIR
 # `plot` and `figures` both re-draw from the cache; the verdicts are then printed, one line each.
 DRAW = (f"python -m drm.analysis.plot --aggregate {AGGREGATE} --out {FIGURE_DIR} > {{log}} 2>&1 "
         "|| (cat {log} >&2; exit 1); grep '^claim' {log} || true")

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from drm import gpu_slot, grid
 from drm.analysis import claims, results
-from drm.cell.config import AGENTS, RUN_DIR, RUNS
+from drm.cell.config import AGENTS
+from drm.layout import RUN_DIR, RUNS, TRAIN_LOG
 
 RUN = f"{RUNS}/{RUN_DIR}"  # a cell's folder, with the wildcards agent, task and seed
 
