@@ -53,7 +53,7 @@ STATES = ("done", "running", "interrupted", "failed", "queued", "pending")
 
 
 @dataclass
-class Cell:
+class CellStatus:
     agent: str
     task: str
     seed: int
@@ -142,8 +142,8 @@ def _last_error(log: Path, since_start: bool = True) -> str | None:
     return errors[-1] if errors else None
 
 
-def inspect(cell: Cell, run: Path, snakemake_log: Path, queue: dict, now: float,
-            stale_minutes: float) -> Cell:
+def inspect(cell: CellStatus, run: Path, snakemake_log: Path, queue: dict, now: float,
+            stale_minutes: float) -> CellStatus:
     """Sets the cell's state from its files (the module docstring gives the rules)."""
     if (run / "meta.json").exists():
         cell.state, cell.frame = "done", cell.total or 0
@@ -197,7 +197,7 @@ def _hours(seconds: float) -> str:
     return f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
 
 
-def _speeds(cells: list[Cell], frames_per_hour: float) -> dict:
+def _speeds(cells: list[CellStatus], frames_per_hour: float) -> dict:
     """Frames per second to plan each unfinished cell with (the docstring gives the order)."""
     measured = [c for c in cells if c.fps]
 
@@ -214,7 +214,7 @@ def _speeds(cells: list[Cell], frames_per_hour: float) -> dict:
 
 
 def status(config: dict, root: Path = Path("."), now: float | None = None,
-           stale_minutes: float = STALE_MINUTES, queue: dict | None = None) -> list[Cell]:
+           stale_minutes: float = STALE_MINUTES, queue: dict | None = None) -> list[CellStatus]:
     now = time.time() if now is None else now
     queue = squeue_states() if queue is None else queue
     cells = []
@@ -222,7 +222,7 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     for agent, task, seed in grid.cells(config):
         run = root / RUNS / run_dir(agent, task, seed)
         log = root / train_log(agent, task, seed)
-        cell = inspect(Cell(agent, task, seed), run, log, queue, now, stale_minutes)
+        cell = inspect(CellStatus(agent, task, seed), run, log, queue, now, stale_minutes)
         if cell.total is None:
             saved = run / "config.yaml"
             if saved.exists():
@@ -236,7 +236,7 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     return cells
 
 
-def report(cells: list[Cell], config: dict, composed: dict, at_once: tuple[int, str]) -> str:
+def report(cells: list[CellStatus], config: dict, composed: dict, at_once: tuple[int, str]) -> str:
     """The table of cells, the count per state, then the cost block of what is left (grid.Cost):
     `composed` is every cell's config (grid.compose_all), `at_once` grid.cells_at_once's."""
     speeds = _speeds(cells, config["resources"]["frames_per_hour"])

@@ -133,7 +133,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class Cell:
+class TrainingRun:
     def __init__(self, cfg: DictConfig):
         """Everything that can refuse the command cheaply; `build` does the expensive rest."""
         config.check_device(cfg.device)
@@ -197,7 +197,7 @@ class Cell:
 
     def _require_built(self, what: str) -> None:
         if self.agent is None:
-            raise RuntimeError(f"Cell.{what} needs the agent and the replay: call build() first")
+            raise RuntimeError(f"TrainingRun.{what} needs the agent and the replay: call build() first")
 
     # ---------------------------------------------------------------- out_dir bookkeeping
     def claim_out_dir(self) -> bool:
@@ -501,7 +501,7 @@ def main(cfg: DictConfig) -> None:
         if OmegaConf.is_missing(cfg, "out_dir") or not str(cfg.out_dir).strip():
             raise ValueError("out_dir is missing: give out_dir=<dir>, the directory the cell writes "
                              "into (e.g. out_dir=results/runs/drqv2/cartpole_balance/seed1)")
-        Cell(cfg).run()
+        TrainingRun(cfg).run()
     except (ValueError, RunRefused, CellStopped, rendering.RenderingUnavailable,
             hydra.errors.InstantiationException) as err:
         if isinstance(err, hydra.errors.InstantiationException):  # an agent refused its config

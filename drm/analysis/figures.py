@@ -378,7 +378,7 @@ def harness_vs_published(c: Cache):
         f"score, mean ± std across seeds (bands clipped to {RANGE_TEXT})", NO_EVALUATIONS)
 
 
-DRAW = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,
+DRAWERS = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,
                          probability_of_improvement, task_curves_mean_std, task_curves_iqm,
                          dormant_ratio, harness_vs_published)))
 
@@ -390,7 +390,7 @@ def draw_all(agg_dir, out_dir, names=FIGURES) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:
-        fig = DRAW[name](cache)
+        fig = DRAWERS[name](cache)
         for ext in ("png", "pdf"):  # PDF fonts stay Type 3: embedding TrueType costs seconds
             fig.savefig(out / f"{name}.{ext}", dpi=150 if ext == "png" else None)
             paths.append(out / f"{name}.{ext}")

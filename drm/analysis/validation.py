@@ -17,7 +17,6 @@ from drm.layout import parse_series
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
 NO_TASK = "no record for this task"
 NO_FRAME = "no record at this frame"
-VERDICTS = (INSIDE, BELOW, ABOVE, NO_TASK, NO_FRAME)
 COLUMNS = ["agent", "task", "seed", "frame", "episode_reward", "reference", "published_seeds",
            "published_min", "published_q25", "published_median", "published_q75",
            "published_max", "percentile_rank", "verdict"]

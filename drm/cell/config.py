@@ -17,7 +17,7 @@ AGENTS = ("drqv2", "drm", "alix")
 # the same batches either way; videos and loggers only watch the run).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
 # warned about (drm.cell.snapshot.compute_settings), not refused.
-RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
+RESUME_MAY_CHANGE = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
                  "prefetch_batches", "save_video", "num_eval_videos", "loggers", "wandb_project")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
@@ -188,7 +188,7 @@ def check(cfg: DictConfig) -> None:
 def comparable(cfg: DictConfig | dict) -> dict:
     """The part of a config that decides a run's results (what resuming must not change)."""
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in data.items() if k not in RUN_INVARIANT}
+    return {k: v for k, v in data.items() if k not in RESUME_MAY_CHANGE}
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

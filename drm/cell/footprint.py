@@ -67,7 +67,7 @@ def replay_steps(cell) -> tuple[int, int]:
 
 def chunk_steps(capacity: int, total: int, between: int) -> int:
     """The most replay steps a cell's chunks hold at once: the ring, the steps the fallback
-    snapshot needs beyond it, and the chunk being written (drm.train.Cell.save_snapshot prunes
+    snapshot needs beyond it, and the chunk being written (drm.train.TrainingRun.save_snapshot prunes
     to the fallback's needs), never more than the cell ever adds."""
     return min(capacity + 3 * between, total)
 
