@@ -15,13 +15,11 @@ from drm.cell.config import AGENTS, CFG_DIR
 REPO = Path(__file__).resolve().parents[1]
 CODE = [p for root in ("drm", "workflow", "baselines") for p in (REPO / root).rglob("*")
         if p.suffix in (".py", ".smk")] + [REPO / "Snakefile"]
-# A user's checkout of the official code, whose modules import each other by top-level name.
-OUTSIDE_CHECKOUT = REPO / "drm" / "bench" / "against_official.py"
 
 
 def test_no_code_and_no_test_configuration_edits_sys_path():
     edits = [str(p.relative_to(REPO)) for p in CODE
-             if p != OUTSIDE_CHECKOUT and re.search(r"sys\.path\.(insert|append)", p.read_text())]
+             if re.search(r"sys\.path\.(insert|append)", p.read_text())]
     assert edits == []
     assert "pythonpath" not in (REPO / "pyproject.toml").read_text()
 
