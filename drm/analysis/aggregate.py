@@ -70,6 +70,14 @@ def settings(section: dict | None) -> dict:
     return s
 
 
+def estimates(tidy, tasks, s: dict, workers: int = 1, cache_dir=None) -> stats.Results:
+    """stats.compute under `s`, the aggregate section as `settings` completes it."""
+    return stats.compute(tidy, tasks, frames=s["frames"], last_k=s["last_k"], reps=s["reps"],
+                         profile_reps=s["profile_reps"], seed=s["seed"], ragged=s["ragged"],
+                         ours=s["ours"], baselines=s["baselines"], skip_short=s["skip_bad_runs"],
+                         workers=workers, cache_dir=cache_dir)
+
+
 def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
         workers: int = 1) -> stats.Results:
     """Imports, estimates and writes OUT; returns the estimates for callers that time them.
@@ -85,11 +93,7 @@ def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
     imported = results.load(runs_dir, config.get("agents") or [], tasks, config.get("seeds") or [],
                             s["published"], s["skip_bad_runs"])
     prepared = claims.prepare(claim_list, imported.tidy, config.get("seeds") or [])
-    res = stats.compute(imported.tidy, tasks, frames=s["frames"], last_k=s["last_k"],
-                        reps=s["reps"], profile_reps=s["profile_reps"], seed=s["seed"],
-                        ragged=s["ragged"], ours=s["ours"], baselines=s["baselines"],
-                        skip_short=s["skip_bad_runs"], workers=workers,
-                        cache_dir=Path(out_dir) / "cache" / "bootstrap")
+    res = estimates(imported.tidy, tasks, s, workers, Path(out_dir) / "cache" / "bootstrap")
     short = pd.DataFrame([dict(zip(["source", "agent", "task", "seed"], run), path="", line=None,
                                problem=problem) for run, problem in res.short],
                          columns=results.SKIPPED_COLUMNS)

@@ -503,12 +503,12 @@ def _meta(grids: dict, sel: _Selection, *, last_k, ragged, reps, profile_reps, s
                 for s in sorted({s for g in grids.values() for s in g.seeds})])
 
 
-def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: int = 50000,
-            profile_reps: int = 2000, seed: int = 0, ragged: str = "resample",
-            ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False,
+def compute(tidy: pd.DataFrame, tasks, *, frames, last_k: int, reps: int, profile_reps: int,
+            seed: int, ragged: str, ours: str, baselines, skip_short: bool,
             workers: int = 1, cache_dir=None) -> Results:
-    """Scores and every estimate; the bootstraps run in `workers` processes, cached in
-    `cache_dir` (see Bootstraps): the numbers are the same either way."""
+    """Scores and every estimate under the aggregate section's settings (their defaults are the
+    schema's alone: drm.analysis.aggregate.settings); the bootstraps run in `workers` processes,
+    cached in `cache_dir` (see Bootstraps): the numbers are the same either way."""
     if ragged not in RAGGED_POLICIES:
         raise ValueError(f"aggregate.ragged {ragged!r} is not one of {RAGGED_POLICIES}")
     grids, short = align(tidy, tasks, frames, skip_short)
