@@ -19,7 +19,7 @@ def floats_in(state) -> int:
     return state.numel() if isinstance(state, torch.Tensor) and state.dtype == torch.float32 else 0
 
 
-@pytest.mark.parametrize("agent", ["drqv2", "drm", "alix"])
+@pytest.mark.parametrize("agent", list(config.AGENTS))  # every registered agent
 @pytest.mark.parametrize("feature_dim, hidden_dim, actions", [(50, 32, 1), (100, 64, 6)])
 def test_a_snapshot_holds_the_floats_the_parameter_counts_say(agent, feature_dim, hidden_dim, actions):
     cfg = config.compose(agent, "cartpole_balance", {"feature_dim": feature_dim, "agent.hidden_dim": hidden_dim,

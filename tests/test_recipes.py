@@ -81,7 +81,7 @@ def test_an_agent_added_as_the_recipe_says_is_planned_by_the_dry_run(copy):
 
     # 3. its line in the registry
     registry = copy / "drm" / "cell" / "config.py"
-    replace_once(registry, 'AGENTS = ("drqv2", "drm", "alix")', 'AGENTS = ("drqv2", "drm", "alix", "throwaway")')
+    replace_once(registry, '\nAGENTS = {', '\nAGENTS = {"throwaway": Networks(), ')
     planned = dry_run(copy, config)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert planned_jobs(planned)["train"] == 4

@@ -1,6 +1,7 @@
 """Resolving and checking a training cell's config before anything expensive starts."""
 import difflib
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,9 +11,20 @@ from drm.cell import loggers, presets
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
+
+
+@dataclass(frozen=True)
+class Networks:
+    """What an agent trains beyond DrQ-v2's encoder, actor and critic: drm.cell.footprint sizes a
+    snapshot from it without importing torch (tests/test_footprint.py checks it against the class)."""
+    encoder_extra: int = 0  # parameters its encoder adds (A-LIX: its smoothing strength S)
+    value_predictor: bool = False  # a value network: a trunk and an MLP to one output (DrM)
+
+
 # The agent registry, one line per agent: its name, whose config is drm/cfg/agent/<name>.yaml
-# (`_target_`: its class, a baselines.utils.Agent). The grid, the cell and the analysis read it.
-AGENTS = ("drqv2", "drm", "alix")
+# (`_target_`: its class, a baselines.utils.Agent), and its Networks. The grid, the cell and the
+# analysis read it.
+AGENTS = {"drqv2": Networks(), "drm": Networks(value_predictor=True), "alix": Networks(encoder_extra=1)}
 # Keys that may differ between the start and the resumption of one run (prefetch_batches gives
 # the same batches either way; videos and loggers only watch the run).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
