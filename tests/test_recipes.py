@@ -19,7 +19,7 @@ DRY_RUN_SECONDS = 120
 
 
 @pytest.fixture
-def copy(tmp_path) -> Path:
+def tree_copy(tmp_path) -> Path:
     """The tree, copied; its code comes before the installed package on PYTHONPATH."""
     for name in TREES:
         src, dest = REPO / name, tmp_path / name
@@ -31,15 +31,15 @@ def copy(tmp_path) -> Path:
     return tmp_path
 
 
-def dry_run(copy: Path, config: str):
-    """`snakemake -n all` on the copy; Snakemake prints a refusal on stdout."""
-    return snakemake(copy, "-n", "all", "--configfile", config, timeout=DRY_RUN_SECONDS,
-                     env={"PYTHONPATH": str(copy)})
+def dry_run(tree_copy: Path, config: str):
+    """`snakemake -n all` on the tree_copy; Snakemake prints a refusal on stdout."""
+    return snakemake(tree_copy, "-n", "all", "--configfile", config, timeout=DRY_RUN_SECONDS,
+                     env={"PYTHONPATH": str(tree_copy)})
 
 
-def tiny_grid(copy: Path, agents: list[str], claims: str | None) -> str:
+def tiny_grid(tree_copy: Path, agents: list[str], claims: str | None) -> str:
     """Two cells per agent of 400 frames on one easy task, on the CPU."""
-    return write_config(copy, "tiny.yaml", textwrap.dedent(f"""\
+    return write_config(tree_copy, "tiny.yaml", textwrap.dedent(f"""\
         agents: [{', '.join(agents)}]
         tasks: [cartpole_balance]
         seeds: [1, 2]
@@ -58,9 +58,9 @@ def replace_once(path: Path, old: str, new: str) -> None:
     path.write_text(text.replace(old, new))
 
 
-def test_an_agent_added_as_the_recipe_says_is_planned_by_the_dry_run(copy):
+def test_an_agent_added_as_the_recipe_says_is_planned_by_the_dry_run(tree_copy):
     # 1. its class
-    (copy / "baselines" / "throwaway.py").write_text(textwrap.dedent('''\
+    (tree_copy / "baselines" / "throwaway.py").write_text(textwrap.dedent('''\
         """A throwaway agent of tests/test_recipes.py: DrQ-v2 under another name."""
         from baselines.drqv2 import DrQV2Agent
 
@@ -69,20 +69,20 @@ def test_an_agent_added_as_the_recipe_says_is_planned_by_the_dry_run(copy):
             """Follows the recipe: a subclass of the reference agent."""
         '''))
     # 2. its config
-    drqv2 = (copy / "drm" / "cfg" / "agent" / "drqv2.yaml").read_text()
-    (copy / "drm" / "cfg" / "agent" / "throwaway.yaml").write_text(
+    drqv2 = (tree_copy / "drm" / "cfg" / "agent" / "drqv2.yaml").read_text()
+    (tree_copy / "drm" / "cfg" / "agent" / "throwaway.yaml").write_text(
         drqv2.replace("name: drqv2", "name: throwaway")
              .replace("_target_: baselines.drqv2.DrQV2Agent", "_target_: baselines.throwaway.ThrowawayAgent"))
-    config = tiny_grid(copy, ["throwaway", "drqv2"], None)
+    config = tiny_grid(tree_copy, ["throwaway", "drqv2"], None)
 
-    refused = dry_run(copy, config)
+    refused = dry_run(tree_copy, config)
     assert refused.returncode != 0
     assert "agents: unknown ['throwaway']" in refused.stdout, refused.stdout[-3000:]
 
     # 3. its line in the registry
-    registry = copy / "drm" / "cell" / "config.py"
+    registry = tree_copy / "drm" / "cell" / "config.py"
     replace_once(registry, '\nAGENTS = {', '\nAGENTS = {"throwaway": Networks(), ')
-    planned = dry_run(copy, config)
+    planned = dry_run(tree_copy, config)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert planned_jobs(planned)["train"] == 4
     for seed in (1, 2):
@@ -99,7 +99,7 @@ def test_an_agent_added_as_the_recipe_says_is_planned_by_the_dry_run(copy):
             assert issubclass(cls, Agent) and "throwaway" in AGENTS
             print(cls.__module__, compose("throwaway", "cartpole_balance", {}).agent.name)
             """)],
-        cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True, timeout=120)
+        cwd=tree_copy, env={**os.environ, "PYTHONPATH": str(tree_copy)}, capture_output=True, text=True, timeout=120)
     assert checked.returncode == 0, checked.stderr[-3000:]
     assert checked.stdout.split() == ["baselines.throwaway", "throwaway"]
 
@@ -150,24 +150,24 @@ EVALUATE = textwrap.dedent("""\
     """)
 
 
-def test_a_claim_rule_added_as_the_recipe_says_is_accepted_by_the_dry_run(copy):
-    claims_file = write_config(copy, "claims_throwaway.yaml", CLAIMS)
-    config = tiny_grid(copy, ["drqv2"], claims_file)
+def test_a_claim_rule_added_as_the_recipe_says_is_accepted_by_the_dry_run(tree_copy):
+    claims_file = write_config(tree_copy, "claims_throwaway.yaml", CLAIMS)
+    config = tiny_grid(tree_copy, ["drqv2"], claims_file)
 
-    refused = dry_run(copy, config)
+    refused = dry_run(tree_copy, config)
     assert refused.returncode != 0
     assert "unknown rule 'mean_score_above'" in refused.stdout, refused.stdout[-3000:]
 
     # Its evaluator and its record in RULES.
-    replace_once(copy / "drm" / "analysis" / "claims.py", "\nRULES = {\n", EVALUATOR)
-    planned = dry_run(copy, config)
+    replace_once(tree_copy / "drm" / "analysis" / "claims.py", "\nRULES = {\n", EVALUATOR)
+    planned = dry_run(tree_copy, config)
     assert planned.returncode == 0, planned.stderr[-3000:]
     assert planned_jobs(planned)["aggregate"] == 1
     assert "evaluates 1 claim(s): drqv2_scores_above_half (mean_score_above: drqv2" in planned.stdout
 
     evaluated = subprocess.run(
-        [sys.executable, "-c", EVALUATE, str(copy / "runs"), str(copy / claims_file)],
-        cwd=copy, env={**os.environ, "PYTHONPATH": str(copy)}, capture_output=True, text=True, timeout=120)
+        [sys.executable, "-c", EVALUATE, str(tree_copy / "runs"), str(tree_copy / claims_file)],
+        cwd=tree_copy, env={**os.environ, "PYTHONPATH": str(tree_copy)}, capture_output=True, text=True, timeout=120)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert re.match(r"claim drqv2_scores_above_half: supported - mean score above 0.5 = 0\.[89]\d\d ",
                     evaluated.stdout), evaluated.stdout
