@@ -98,10 +98,33 @@ class RandomShiftsAug(nn.Module):
 
 
 class Agent:
-    """Snapshot support for agents: every module and optimizer attribute, plus the scalar
-    attributes a subclass names in `STATE_SCALARS`, round-trips through `state_dict`."""
+    """What an agent provides to the training loop (drm.train), written once; DrQV2Agent is the
+    reference. Its constructor takes its YAML's keys (drm/cfg/agent/<name>.yaml) and, from the
+    loop, `obs_shape`, `action_shape`, `device` and `dormant_ratio_fn(actor, inputs, threshold)`
+    (drm.dormant.dormant_ratio: how the actor's dormant ratio is measured).
 
-    STATE_SCALARS: tuple[str, ...] = ()
+    Snapshot support is here: every module and optimizer attribute, plus the scalar attributes a
+    subclass names in `STATE_SCALARS`, round-trips through `state_dict`."""
+
+    STATE_SCALARS: tuple[str, ...] = ()  # scalar attributes a snapshot must restore
+    # Ops torch runs on CUDA only nondeterministically: deterministic=true on CUDA is refused.
+    NONDETERMINISTIC_CUDA_OPS: tuple[str, ...] = ()
+
+    def act(self, obs, step: int, eval_mode: bool):
+        """The action for one observation (uint8 frames); the mean action when eval_mode."""
+        raise NotImplementedError
+
+    def update(self, batch, step: int) -> dict:
+        """One update on a replay batch; its metrics (those of log_columns), as tensors or floats."""
+        raise NotImplementedError
+
+    def log_columns(self) -> tuple[str, ...]:
+        """train.csv's columns beyond drm.layout.TRAIN_COLUMNS: update metrics and log_state keys."""
+        raise NotImplementedError
+
+    def log_state(self) -> dict:
+        """The agent's state worth logging at each episode's end (e.g. DrM's awaken step)."""
+        raise NotImplementedError
 
     def _stateful(self):
         return {

@@ -39,10 +39,9 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "workflow" / "scripts"))  # the workflow's grid logic
-import grid  # noqa: E402
-from drm.cell.config import RUNS, run_dir  # noqa: E402
+from drm import grid
+from drm.layout import RUNS, run_dir, train_log
+from drm.grid import load_config  # the one loader of a workflow config
 
 LINE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (.*)$")
 EPISODE = re.compile(r"\bepisode \d+ frame=(\d+) .*fps=([\d.]+)")
@@ -54,7 +53,7 @@ STATES = ("done", "running", "interrupted", "failed", "queued", "pending")
 
 
 @dataclass
-class Cell:
+class CellStatus:
     agent: str
     task: str
     seed: int
@@ -67,29 +66,6 @@ class Cell:
     @property
     def remaining(self) -> int:
         return 0 if self.state == "done" or self.total is None else max(self.total - self.frame, 0)
-
-
-def _merge(base: dict, update: dict) -> dict:
-    """Snakemake's rule for several config files: later ones update earlier ones, key by key."""
-    out = dict(base)
-    for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
-def load_config(paths: list[Path], schema: Path) -> dict:
-    """The workflow config as the Snakefile builds it: config/config.yaml, then --configfile."""
-    from snakemake.utils import validate
-
-    config = {}
-    for path in paths:
-        config = _merge(config, yaml.safe_load(Path(path).read_text()) or {})
-    schema_data = yaml.safe_load(schema.read_text())
-    grid.check_keys(config, schema_data)
-    grid.check_grid(config)
-    grid.check_schema(config, schema_data)
-    validate(config, str(schema))  # fills in the defaults
-    return config
 
 
 def read_log(path: Path) -> list[tuple[float, str]]:
@@ -166,8 +142,8 @@ def _last_error(log: Path, since_start: bool = True) -> str | None:
     return errors[-1] if errors else None
 
 
-def inspect(cell: Cell, run: Path, snakemake_log: Path, queue: dict, now: float,
-            stale_minutes: float) -> Cell:
+def inspect(cell: CellStatus, run: Path, snakemake_log: Path, queue: dict, now: float,
+            stale_minutes: float) -> CellStatus:
     """Sets the cell's state from its files (the module docstring gives the rules)."""
     if (run / "meta.json").exists():
         cell.state, cell.frame = "done", cell.total or 0
@@ -221,7 +197,7 @@ def _hours(seconds: float) -> str:
     return f"{h:.1f} h" if h < 48 else f"{h / 24:.1f} days"
 
 
-def _speeds(cells: list[Cell], frames_per_hour: float) -> dict:
+def _speeds(cells: list[CellStatus], frames_per_hour: float) -> dict:
     """Frames per second to plan each unfinished cell with (the docstring gives the order)."""
     measured = [c for c in cells if c.fps]
 
@@ -238,15 +214,15 @@ def _speeds(cells: list[Cell], frames_per_hour: float) -> dict:
 
 
 def status(config: dict, root: Path = Path("."), now: float | None = None,
-           stale_minutes: float = STALE_MINUTES, queue: dict | None = None) -> list[Cell]:
+           stale_minutes: float = STALE_MINUTES, queue: dict | None = None) -> list[CellStatus]:
     now = time.time() if now is None else now
     queue = squeue_states() if queue is None else queue
     cells = []
     budgets = None
     for agent, task, seed in grid.cells(config):
         run = root / RUNS / run_dir(agent, task, seed)
-        log = root / "results" / "logs" / "train" / agent / task / f"seed{seed}.log"
-        cell = inspect(Cell(agent, task, seed), run, log, queue, now, stale_minutes)
+        log = root / train_log(agent, task, seed)
+        cell = inspect(CellStatus(agent, task, seed), run, log, queue, now, stale_minutes)
         if cell.total is None:
             saved = run / "config.yaml"
             if saved.exists():
@@ -260,7 +236,7 @@ def status(config: dict, root: Path = Path("."), now: float | None = None,
     return cells
 
 
-def report(cells: list[Cell], config: dict, composed: dict, at_once: tuple[int, str]) -> str:
+def report(cells: list[CellStatus], config: dict, composed: dict, at_once: tuple[int, str]) -> str:
     """The table of cells, the count per state, then the cost block of what is left (grid.Cost):
     `composed` is every cell's config (grid.compose_all), `at_once` grid.cells_at_once's."""
     speeds = _speeds(cells, config["resources"]["frames_per_hour"])
@@ -302,9 +278,8 @@ def main(argv=None) -> int:
                         help="cells training at once, for the totals, as given to snakemake (the SLURM "
                              "profile's jobs: 100); default: this machine's cores and GPU slots")
     args = parser.parse_args(argv)
-    schema = REPO / "workflow" / "schemas" / "config.schema.yaml"
     try:
-        config = load_config([args.root / "config" / "config.yaml", *args.configfile], schema)
+        config = load_config([args.root / "config" / "config.yaml", *args.configfile])
         cells = status(config, args.root, stale_minutes=args.stale_minutes)
         composed = grid.compose_all(config)
     except (OSError, ValueError, yaml.YAMLError) as error:

@@ -38,9 +38,7 @@ from drm.cell.csvlog import CsvLog  # noqa: E402
 from drm.cell.loggers import Loggers  # noqa: E402
 from drm.dormant import dormant_ratio  # noqa: E402
 
-EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
-TRAIN_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "buffer_size",
-                 "fps", "total_time"]
+from drm.layout import EVAL_COLUMNS, TRAIN_COLUMNS  # noqa: E402
 
 
 # Keys of the agent's config that the loop reads; the rest are the agent's constructor's.
@@ -122,7 +120,7 @@ def configure_determinism(deterministic: bool) -> None:
 def check_determinism_possible(agent_class, device: torch.device, deterministic: bool) -> None:
     """Refuse deterministic=true on CUDA for an agent that needs an op torch can only run
     nondeterministically there (it would raise at the first update, after the seed frames)."""
-    ops = getattr(agent_class, "NONDETERMINISTIC_CUDA_OPS", ())
+    ops = agent_class.NONDETERMINISTIC_CUDA_OPS  # baselines.utils.Agent: the agent contract
     if deterministic and device.type == "cuda" and ops:
         raise ValueError(
             f"deterministic=true on {device}: {agent_class.__name__} needs {', '.join(ops)}, which "
@@ -135,7 +133,7 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-class Cell:
+class TrainingRun:
     def __init__(self, cfg: DictConfig):
         """Everything that can refuse the command cheaply; `build` does the expensive rest."""
         config.check_device(cfg.device)
@@ -199,7 +197,7 @@ class Cell:
 
     def _require_built(self, what: str) -> None:
         if self.agent is None:
-            raise RuntimeError(f"Cell.{what} needs the agent and the replay: call build() first")
+            raise RuntimeError(f"TrainingRun.{what} needs the agent and the replay: call build() first")
 
     # ---------------------------------------------------------------- out_dir bookkeeping
     def claim_out_dir(self) -> bool:
@@ -503,7 +501,7 @@ def main(cfg: DictConfig) -> None:
         if OmegaConf.is_missing(cfg, "out_dir") or not str(cfg.out_dir).strip():
             raise ValueError("out_dir is missing: give out_dir=<dir>, the directory the cell writes "
                              "into (e.g. out_dir=results/runs/drqv2/cartpole_balance/seed1)")
-        Cell(cfg).run()
+        TrainingRun(cfg).run()
     except (ValueError, RunRefused, CellStopped, rendering.RenderingUnavailable,
             hydra.errors.InstantiationException) as err:
         if isinstance(err, hydra.errors.InstantiationException):  # an agent refused its config

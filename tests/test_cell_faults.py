@@ -119,11 +119,11 @@ def kill_after_snapshots(monkeypatch, count: int):
 
 def cell(out, **overrides):
     from drm.cell import config
-    from drm.train import Cell
+    from drm.train import TrainingRun
 
     cfg = config.compose("drqv2", "cartpole_balance", {**SHORT, **overrides})
     cfg.out_dir = str(out)
-    return Cell(cfg)
+    return TrainingRun(cfg)
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ def floats_in(state) -> int:
     return state.numel() if isinstance(state, torch.Tensor) and state.dtype == torch.float32 else 0
 
 
-@pytest.mark.parametrize("agent", ["drqv2", "drm", "alix"])
+@pytest.mark.parametrize("agent", list(config.AGENTS))  # every registered agent
 @pytest.mark.parametrize("feature_dim, hidden_dim, actions", [(50, 32, 1), (100, 64, 6)])
 def test_a_snapshot_holds_the_floats_the_parameter_counts_say(agent, feature_dim, hidden_dim, actions):
     cfg = config.compose(agent, "cartpole_balance", {"feature_dim": feature_dim, "agent.hidden_dim": hidden_dim,
@@ -51,7 +51,7 @@ CELL = dict(num_train_frames=1000, num_seed_frames=200, eval_every_frames=1000, 
 
 
 def test_a_real_cells_snapshots_and_chunks_stay_within_the_stated_figures(tmp_path, monkeypatch):
-    from drm.train import Cell
+    from drm.train import TrainingRun
 
     cfg = config.compose("drm", "cartpole_balance", CELL)
     cfg.out_dir = str(tmp_path / "cell")
@@ -67,7 +67,7 @@ def test_a_real_cells_snapshots_and_chunks_stay_within_the_stated_figures(tmp_pa
     monkeypatch.setattr(snapshot, "save", measure_then_save)
     threads = torch.get_num_threads()
     try:
-        Cell(cfg).run()
+        TrainingRun(cfg).run()
     finally:
         torch.set_num_threads(threads)
     assert len(seen) == 9, "a snapshot after each episode but the last"

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-import gpu_slot
-import grid
+from drm import gpu_slot
+from drm import grid
 from helpers import REPO
 
 LAUNCHER = REPO / "workflow" / "scripts" / "gpu_slot.py"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import grid
+from drm import grid
 from drm.cell.csvlog import CsvLog
 from drm.cell.replay import ReplayBuffer
 from drm.train import TRAIN_COLUMNS

@@ -27,6 +27,11 @@ def published(tasks) -> pd.DataFrame:
     return results.load("unused", [], list(tasks), [], SOURCE, False).tidy
 
 
+def compute(tidy, tasks, workers=1, cache_dir=None, **section) -> stats.Results:
+    """stats.compute as the aggregate step calls it, under `section` over the schema's defaults."""
+    return aggregate.estimates(tidy, tasks, aggregate.settings(section), workers, cache_dir)
+
+
 def estimate(res: stats.Results, metric: str, series=PUB) -> pd.Series:
     e = res.estimates
     return e[(e["source"] == series[0]) & (e["agent"] == series[1]) & (e["metric"] == metric)].iloc[0]
@@ -34,7 +39,7 @@ def estimate(res: stats.Results, metric: str, series=PUB) -> pd.Series:
 
 @pytest.fixture(scope="module")
 def walker_walk():
-    return stats.compute(published(["walker_walk"]), ["walker_walk"], reps=400, profile_reps=100)
+    return compute(published(["walker_walk"]), ["walker_walk"], reps=400, profile_reps=100)
 
 
 def test_walker_walk_iqm_at_1m_frames_by_hand(walker_walk):
@@ -55,7 +60,7 @@ def test_walker_walk_iqm_at_1m_frames_by_hand(walker_walk):
 
 
 def test_point_estimates_are_rliable_metrics_of_the_pooled_scores():
-    res = stats.compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=100, profile_reps=50)
+    res = compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=100, profile_reps=50)
     s = res.scores
     pooled = s["score"].to_numpy()
     task_means = s.groupby("task")["score"].mean().to_numpy()
@@ -75,7 +80,7 @@ def test_same_seed_same_cis_other_seed_other_cis_global_rng_untouched():
     def cis(seed, global_seed):
         np.random.seed(global_seed)
         before = np.random.get_state()[1].copy()
-        res = stats.compute(tidy, RAGGED_TASKS, reps=300, profile_reps=50, seed=seed)
+        res = compute(tidy, RAGGED_TASKS, reps=300, profile_reps=50, seed=seed)
         assert (np.random.get_state()[1] == before).all()  # the caller's np.random is put back
         return res.estimates[["ci_low", "ci_high"]].to_numpy()
 
@@ -88,10 +93,10 @@ def test_each_agent_metric_has_its_own_stream_regardless_of_order(tmp_path):
     make_grid(tmp_path, agents=("drm", "drqv2"), tasks=("cheetah_run", "walker_run"), seeds=range(1, 4),
               evals=6)
     tidy = results.load(tmp_path, ["drm", "drqv2"], ["cheetah_run", "walker_run"], [1, 2, 3], [], False).tidy
-    both = stats.compute(tidy, ["cheetah_run", "walker_run"], reps=200, profile_reps=50)
-    alone = stats.compute(tidy[tidy["agent"] == "drqv2"], ["cheetah_run", "walker_run"], reps=200,
+    both = compute(tidy, ["cheetah_run", "walker_run"], reps=200, profile_reps=50)
+    alone = compute(tidy[tidy["agent"] == "drqv2"], ["cheetah_run", "walker_run"], reps=200,
                           profile_reps=50)
-    reordered = stats.compute(tidy.iloc[::-1], ["cheetah_run", "walker_run"], reps=200, profile_reps=50)
+    reordered = compute(tidy.iloc[::-1], ["cheetah_run", "walker_run"], reps=200, profile_reps=50)
     key = ["source", "agent", "metric", "frames"]
     for other in (alone, reordered):
         merged = both.estimates.merge(other.estimates, on=key, suffixes=("", "_o"))
@@ -103,7 +108,7 @@ def test_each_agent_metric_has_its_own_stream_regardless_of_order(tmp_path):
 
 
 def test_ragged_resample_draws_each_task_from_its_own_runs():
-    res = stats.compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=50, profile_reps=20)
+    res = compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=50, profile_reps=20)
     s = res.scores
     assert s.groupby("task").size().to_dict() == {"cartpole_swingup_sparse": 8, "hopper_hop": 9,
                                                   "walker_run": 10}
@@ -130,7 +135,7 @@ def test_ragged_resample_draws_each_task_from_its_own_runs():
 def test_ragged_truncate_keeps_the_lowest_seeds_and_says_so(caplog):
     tidy = published(RAGGED_TASKS)
     with caplog.at_level("INFO", logger="drm.analysis.stats"):
-        res = stats.compute(tidy, RAGGED_TASKS, reps=300, profile_reps=20, ragged="truncate")
+        res = compute(tidy, RAGGED_TASKS, reps=300, profile_reps=20, ragged="truncate")
     s = res.scores
     assert s.groupby("task")["seed"].apply(sorted).tolist() == [list(range(1, 9))] * 3
     assert "hopper_hop drops seeds 9" in caplog.text and "walker_run drops seeds 9, 10" in caplog.text
@@ -148,7 +153,7 @@ def test_ragged_truncate_keeps_the_lowest_seeds_and_says_so(caplog):
 
 def test_ragged_error_refuses():
     with pytest.raises(ValueError, match=r"cartpole_swingup_sparse 8, hopper_hop 9, walker_run 10"):
-        stats.compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=10, profile_reps=10, ragged="error")
+        compute(published(RAGGED_TASKS), RAGGED_TASKS, reps=10, profile_reps=10, ragged="error")
 
 
 def harness_run(root: Path, seed: int, frames, rewards, agent="drqv2", task="walker_walk"):
@@ -202,7 +207,7 @@ def test_probability_of_improvement_and_curves(tmp_path):
               evals=8)
     tasks = ["cheetah_run", "walker_run"]
     tidy = results.load(tmp_path, ["drm", "drqv2"], tasks, range(1, 6), [], False).tidy
-    res = stats.compute(tidy, tasks, reps=200, profile_reps=200, baselines=["drqv2"])
+    res = compute(tidy, tasks, reps=200, profile_reps=200, baselines=["drqv2"])
     poi = estimate(res, "prob_improvement_vs_drqv2", ("harness", "drm"))
     s = res.scores
 
@@ -221,7 +226,7 @@ def test_probability_of_improvement_and_curves(tmp_path):
 def test_probability_of_improvement_over_the_ragged_published_drqv2(tmp_path):
     make_grid(tmp_path, agents=("drm",), tasks=RAGGED_TASKS, seeds=range(1, 4), evals=6)
     tidy = results.load(tmp_path, ["drm"], RAGGED_TASKS, [1, 2, 3], SOURCE, False).tidy
-    res = stats.compute(tidy, RAGGED_TASKS, reps=100, profile_reps=20,
+    res = compute(tidy, RAGGED_TASKS, reps=100, profile_reps=20,
                         baselines=["drqv2_published:drqv2", "alix"])
     s = res.scores
     assert s.groupby(["source", "task"]).size().tolist() == [8, 9, 10, 3, 3, 3]
@@ -271,10 +276,10 @@ def test_parallel_and_cached_bootstraps_give_the_same_numbers_and_redo_only_what
                         False).tidy
     tasks = ["cheetah_run", "walker_run"]
     args = dict(reps=200, profile_reps=50)
-    serial = stats.compute(tidy[tidy["agent"] == "drqv2"], tasks, **args)
+    serial = compute(tidy[tidy["agent"] == "drqv2"], tasks, **args)
     cache = tmp_path / "cache"
     with caplog.at_level(logging.INFO, logger="drm.analysis.stats.progress"):
-        parallel = stats.compute(tidy[tidy["agent"] == "drqv2"], tasks, workers=2, cache_dir=cache, **args)
+        parallel = compute(tidy[tidy["agent"] == "drqv2"], tasks, workers=2, cache_dir=cache, **args)
     for table in ("estimates", "profiles", "task_curves"):
         pd.testing.assert_frame_equal(getattr(serial, table), getattr(parallel, table))
     calls = [r.getMessage() for r in caplog.records if r.name == "drm.analysis.stats.progress"]
@@ -283,7 +288,7 @@ def test_parallel_and_cached_bootstraps_give_the_same_numbers_and_redo_only_what
     computed = []
     real = stats._bootstrap
     monkeypatch.setattr(stats, "_bootstrap", lambda *a: computed.append(a[-1]) or real(*a))
-    both = stats.compute(tidy, tasks, cache_dir=cache, **args)  # drm added: drqv2 is read back
+    both = compute(tidy, tasks, cache_dir=cache, **args)  # drm added: drqv2 is read back
     assert computed and all(key[:2] == ("harness", "drm") for key in computed)
     drqv2 = both.estimates[both.estimates["agent"] == "drqv2"].reset_index(drop=True)
     pd.testing.assert_frame_equal(drqv2, serial.estimates)

@@ -7,7 +7,7 @@ import yaml
 from snakemake.utils import validate as schema_validate
 
 from drm.cell import config as cell_config
-import grid
+from drm import grid
 from drm.analysis import results, validation, validation_plot
 from workflow_helpers import REPO, planned_jobs, snakemake, workflow_copy, write_config
 

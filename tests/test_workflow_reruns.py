@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from drm.analysis import synthetic
-from drm.cell.config import RUNS, run_dir
+from drm.layout import RUNS, run_dir
 from workflow_helpers import planned_jobs, snakemake, workflow_copy, write_config
 
 GRID = """

@@ -15,7 +15,6 @@ that figures are re-drawn without re-sampling:
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import logging
 import os
@@ -26,23 +25,15 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from drm import grid
 from drm.analysis import claims, results, stats
-from drm.cell.config import RUNS
+from drm.layout import AGGREGATE_DIR, RUNS
 
 log = logging.getLogger(__name__)
 
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
-
-
-@functools.lru_cache(maxsize=1)
-def _schema_defaults() -> str:
-    props = yaml.safe_load(SCHEMA.read_text())["properties"]["aggregate"]["properties"]
-    return json.dumps({key: spec["default"] for key, spec in props.items()})
-
-
 def defaults() -> dict:
-    """The `aggregate:` section's defaults, read from the workflow's schema (their one source)."""
-    return json.loads(_schema_defaults())
+    """The `aggregate:` section's defaults, from the workflow's schema (their one source): a copy."""
+    return grid.defaults("aggregate")
 
 
 def _positive_int(value) -> bool:
@@ -79,6 +70,14 @@ def settings(section: dict | None) -> dict:
     return s
 
 
+def estimates(tidy, tasks, s: dict, workers: int = 1, cache_dir=None) -> stats.Results:
+    """stats.compute under `s`, the aggregate section as `settings` completes it."""
+    return stats.compute(tidy, tasks, frames=s["frames"], last_k=s["last_k"], reps=s["reps"],
+                         profile_reps=s["profile_reps"], seed=s["seed"], ragged=s["ragged"],
+                         ours=s["ours"], baselines=s["baselines"], skip_short=s["skip_bad_runs"],
+                         workers=workers, cache_dir=cache_dir)
+
+
 def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
         workers: int = 1) -> stats.Results:
     """Imports, estimates and writes OUT; returns the estimates for callers that time them.
@@ -94,11 +93,7 @@ def run(config: dict, runs_dir, out_dir, skip_bad_runs: bool | None = None,
     imported = results.load(runs_dir, config.get("agents") or [], tasks, config.get("seeds") or [],
                             s["published"], s["skip_bad_runs"])
     prepared = claims.prepare(claim_list, imported.tidy, config.get("seeds") or [])
-    res = stats.compute(imported.tidy, tasks, frames=s["frames"], last_k=s["last_k"],
-                        reps=s["reps"], profile_reps=s["profile_reps"], seed=s["seed"],
-                        ragged=s["ragged"], ours=s["ours"], baselines=s["baselines"],
-                        skip_short=s["skip_bad_runs"], workers=workers,
-                        cache_dir=Path(out_dir) / "cache" / "bootstrap")
+    res = estimates(imported.tidy, tasks, s, workers, Path(out_dir) / "cache" / "bootstrap")
     short = pd.DataFrame([dict(zip(["source", "agent", "task", "seed"], run), path="", line=None,
                                problem=problem) for run, problem in res.short],
                          columns=results.SKIPPED_COLUMNS)
@@ -166,7 +161,7 @@ def main(argv=None) -> int:
     parser.add_argument("--config", required=True,
                         help="workflow config YAML (reads agents, tasks, seeds, aggregate, claims)")
     parser.add_argument("--runs", default=RUNS, help="the harness's runs folder")
-    parser.add_argument("--out", default="results/aggregate", help="output folder")
+    parser.add_argument("--out", default=AGGREGATE_DIR, help="output folder")
     parser.add_argument("--skip-bad-runs", action="store_true", default=None,
                         help="skip bad runs (listed in skipped.csv) instead of failing; "
                              "overrides aggregate.skip_bad_runs")
@@ -174,8 +169,8 @@ def main(argv=None) -> int:
                         help="processes for the bootstraps (the same numbers with any count)")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        config = grid.load_config([args.config])
+    except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     return run_logged(config, args.runs, args.out, args.skip_bad_runs, args.workers)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +28,7 @@ import yaml
 
 from drm.cell.config import AGENTS
 from drm.analysis.results import DMC_TASKS, HARNESS, MAX_RETURN
+from drm.layout import parse_series
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
 COLUMNS = ["id", "rule", "source", "harness_choices", "agents", "tasks", "frames", "quantity", "estimate",
@@ -62,38 +64,28 @@ def _window(v):
 
 
 def _reference(v):
-    source, sep, agent = str(v).partition(":")
-    return bool(sep and source and agent and source != HARNESS), "'source:agent' of a published source"
+    source, agent = parse_series(v)
+    return bool(agent and source != HARNESS), "'source:agent' of a published source"
 
 
 @dataclass(frozen=True)
 class Rule:
+    """A claim rule as a record: all that the loader, the evaluation and the display know of it,
+    so a new rule is one entry of RULES (its evaluator beside the others) plus its docs."""
     n_agents: str  # "2", "1" or "1+"
     params: dict  # name -> (default or REQUIRED, checker)
+    evaluate: Callable  # (prepared claim, stats module, aggregate settings, tidy) -> result dict
+    decided_by: str = "ci"  # "ci": a bootstrap CI, inconclusive below MIN_SEEDS; "count": any n decides
+    dormant: str | None = None  # needs the dormant ratio: "window" (the claim's window) or "any"
+    estimates_seeds: bool = True  # an inconclusive verdict says about how many seeds would resolve it
+    check: Callable | None = None  # (completed claim, its name, published sources): further checks
 
 
 REQUIRED = object()
-RULES = {
-    "improvement": Rule("2", {}),
-    "aggregate_gap": Rule("2", {"metric": ("iqm", _gap_metric)}),
-    "solves": Rule("1", {"score": (REQUIRED, _unit(high_open=False))}),
-    "no_broken_seeds": Rule("1+", {"fraction": (0.1, _unit())}),
-    "lower_dormant_ratio": Rule("2", {"window": (None, _window)}),
-    "dormant_before_reward": Rule("1", {"dormant_below": (REQUIRED, _unit()),
-                                        "return_above": (REQUIRED, _unit(high=MAX_RETURN))}),
-    "agrees_with_published": Rule("1", {"reference": (REQUIRED, _reference),
-                                        "min_inside": (0.5, _unit(high_open=False))}),
-}
 
 
 class ClaimError(ValueError):
     pass
-
-
-def parse_series(text: str) -> tuple[str, str]:
-    """'drm' is the harness's drm; 'drqv2_published:drqv2' names a published source's agent."""
-    source, _, agent = str(text).rpartition(":")
-    return (source or HARNESS, agent)
 
 
 def _check(claim: dict, where: str, published: set) -> dict:
@@ -147,19 +139,27 @@ def _check(claim: dict, where: str, published: set) -> dict:
         if not ok:
             raise ClaimError(f"{name}: {key} {claim[key]!r} is out of range; accepted: {accepted}")
     _check_source(claim, name, rule)
-    if claim["rule"] == "lower_dormant_ratio":
-        out["window"] = out["window"] or [0, frames]
-        if out["window"][1] > frames:
-            raise ClaimError(f"{name}: window {out['window']!r} ends after frames {frames}")
-    if claim["rule"] == "agrees_with_published":
-        if parse_series(agents[0])[0] != HARNESS:
-            raise ClaimError(f"{name}: agrees_with_published checks a harness agent; got {agents[0]!r}")
-        source = parse_series(out["reference"])[0]
-        if source not in published:
-            raise ClaimError(f"{name}: reference {out['reference']!r} names source {source!r}, not one "
-                             f"of aggregate.published: {', '.join(sorted(published)) or 'none'} (add it there, or "
-                             "set the config's claims: to a file for this grid, or null)")
+    if rule.check is not None:
+        rule.check(out, name, published)
     return out
+
+
+def _check_window(claim: dict, name: str, published: set) -> None:
+    """lower_dormant_ratio: the window defaults to the whole budget and ends within it."""
+    claim["window"] = claim["window"] or [0, claim["frames"]]
+    if claim["window"][1] > claim["frames"]:
+        raise ClaimError(f"{name}: window {claim['window']!r} ends after frames {claim['frames']}")
+
+
+def _check_reference(claim: dict, name: str, published: set) -> None:
+    """agrees_with_published: a harness agent against a configured published source."""
+    if parse_series(claim["agents"][0])[0] != HARNESS:
+        raise ClaimError(f"{name}: agrees_with_published checks a harness agent; got {claim['agents'][0]!r}")
+    source = parse_series(claim["reference"])[0]
+    if source not in published:
+        raise ClaimError(f"{name}: reference {claim['reference']!r} names source {source!r}, not one "
+                         f"of aggregate.published: {', '.join(sorted(published)) or 'none'} (add it there, or "
+                         "set the config's claims: to a file for this grid, or null)")
 
 
 def _text(value) -> bool:
@@ -352,7 +352,7 @@ def _per_task(rows: list[dict], above: bool, quantity: str) -> dict:
                    detail, needed)
 
 
-def _improvement(p, stats, settings):
+def _improvement(p, stats, settings, tidy):
     scores = _score_arrays(p, stats, settings["last_k"])
     (a, b), tasks = [parse_series(x) for x in p.claim["agents"]], p.claim["tasks"]
     arrays = [scores[(a, t)][:, None] for t in tasks] + [scores[(b, t)][:, None] for t in tasks]
@@ -367,7 +367,7 @@ def _improvement(p, stats, settings):
                    low[0], high[0], 0.5, _verdict(point[0], low[0], high[0], 0.5, True, False), n)
 
 
-def _aggregate_gap(p, stats, settings):
+def _aggregate_gap(p, stats, settings, tidy):
     scores = _score_arrays(p, stats, settings["last_k"])
     (a, b), tasks = [parse_series(x) for x in p.claim["agents"]], p.claim["tasks"]
     arrays = [scores[(a, t)][:, None] for t in tasks] + [scores[(b, t)][:, None] for t in tasks]
@@ -383,7 +383,7 @@ def _aggregate_gap(p, stats, settings):
                    min(len(x) for x in arrays))
 
 
-def _solves(p, stats, settings):
+def _solves(p, stats, settings, tidy):
     scores = _score_arrays(p, stats, settings["last_k"])
     a, target = parse_series(p.claim["agents"][0]), p.claim["score"]
     rows = []
@@ -397,7 +397,7 @@ def _solves(p, stats, settings):
     return _per_task(rows, True, f"IQM of {p.claim['agents'][0]}, normalized")
 
 
-def _no_broken_seeds(p, stats, settings):
+def _no_broken_seeds(p, stats, settings, tidy):
     scores = _score_arrays(p, stats, settings["last_k"])
     fraction, broken, listed = p.claim["fraction"], {}, []
     for t in p.claim["tasks"]:
@@ -425,7 +425,7 @@ def _dormant_means(p, series, task) -> np.ndarray:
         return np.where(known.any(axis=1), np.nansum(d, axis=1) / known.sum(axis=1), np.nan)
 
 
-def _lower_dormant_ratio(p, stats, settings):
+def _lower_dormant_ratio(p, stats, settings, tidy):
     (a, b) = [parse_series(x) for x in p.claim["agents"]]
     rows = []
     for t in p.claim["tasks"]:
@@ -455,7 +455,7 @@ def event_frames(frames, dormant, returns, dormant_below: float, return_above: f
             _first_frame(np.asarray(frames), np.asarray(returns, float) > return_above))
 
 
-def _dormant_before_reward(p, stats, settings):
+def _dormant_before_reward(p, stats, settings, tidy):
     a = parse_series(p.claim["agents"][0])
     per_task, lags, counts = [], [], dict(both=0, drop_only=0, rise_only=0, neither=0)
     for t in p.claim["tasks"]:
@@ -524,9 +524,20 @@ def _agrees_with_published(p, stats, settings, tidy):
                    "outside: " + (", ".join(outside) or "none"))
 
 
-EVALUATORS = {"improvement": _improvement, "aggregate_gap": _aggregate_gap, "solves": _solves,
-              "no_broken_seeds": _no_broken_seeds, "lower_dormant_ratio": _lower_dormant_ratio,
-              "dormant_before_reward": _dormant_before_reward}
+RULES = {
+    "improvement": Rule("2", {}, _improvement),
+    "aggregate_gap": Rule("2", {"metric": ("iqm", _gap_metric)}, _aggregate_gap),
+    "solves": Rule("1", {"score": (REQUIRED, _unit(high_open=False))}, _solves, estimates_seeds=False),
+    "no_broken_seeds": Rule("1+", {"fraction": (0.1, _unit())}, _no_broken_seeds, decided_by="count"),
+    "lower_dormant_ratio": Rule("2", {"window": (None, _window)}, _lower_dormant_ratio, dormant="window",
+                                estimates_seeds=False, check=_check_window),
+    "dormant_before_reward": Rule("1", {"dormant_below": (REQUIRED, _unit()),
+                                        "return_above": (REQUIRED, _unit(high=MAX_RETURN))},
+                                  _dormant_before_reward, dormant="any"),
+    "agrees_with_published": Rule("1", {"reference": (REQUIRED, _reference),
+                                        "min_inside": (0.5, _unit(high_open=False))},
+                                  _agrees_with_published, check=_check_reference),
+}
 
 
 def _missing_dormant(p: _Prepared) -> list[str]:
@@ -535,7 +546,7 @@ def _missing_dormant(p: _Prepared) -> list[str]:
     for (s, t), seeds in p.present.items():
         if not seeds:
             continue
-        if p.claim["rule"] == "lower_dormant_ratio":
+        if RULES[p.claim["rule"]].dormant == "window":
             means = _dormant_means(p, s, t)
         else:
             means = np.where(np.isnan(p.grids[t].dormant[s]).all(axis=1), np.nan, 0.0)
@@ -556,11 +567,12 @@ def evaluate(prepared: list[_Prepared], tidy: pd.DataFrame, settings: dict) -> p
     rows = []
     for p in prepared:
         c = p.claim
+        rule = RULES[c["rule"]]
         base = dict(id=c["id"], rule=c["rule"], source=source_text(c), harness_choices=choices_text(c),
                     agents=" ".join(c["agents"]), tasks=" ".join(c["tasks"]), frames=c["frames"],
                     runs_expected=p.expected, runs_used=p.expected - len(p.missing))
         missing = p.missing
-        if not missing and c["rule"] in ("lower_dormant_ratio", "dormant_before_reward"):
+        if not missing and rule.dormant:
             without = _missing_dormant(p)
             if without:
                 rows.append(dict(base, runs_used=p.expected - len(without),
@@ -571,20 +583,17 @@ def evaluate(prepared: list[_Prepared], tidy: pd.DataFrame, settings: dict) -> p
             rows.append(dict(base, verdict=f"not evaluated: {len(missing)} of {p.expected} runs missing",
                              detail=", ".join(missing)))
             continue
-        if c["rule"] == "agrees_with_published":
-            r = _agrees_with_published(p, stats, settings, tidy)
-        else:
-            r = EVALUATORS[c["rule"]](p, stats, settings)
+        r = rule.evaluate(p, stats, settings, tidy)
         if "missing" in r:
             rows.append(dict(base, verdict=r["missing"]))
             continue
         needed = r.pop("seeds_needed")
         n = r.pop("n")
-        if c["rule"] != "no_broken_seeds" and n < MIN_SEEDS:  # a count, not a CI: any n decides it
+        if rule.decided_by == "ci" and n < MIN_SEEDS:  # a count, not a CI, is decided by any n
             r.update(verdict=INCONCLUSIVE, detail=f"only {n} run(s) per task, fewer than {MIN_SEEDS}: "
                      f"a bootstrap CI over so few decides nothing (was {r['verdict']}); " + r["detail"])
             needed = max(MIN_SEEDS, needed or 0)
-        if r["verdict"] == INCONCLUSIVE and needed is None and c["rule"] not in ("solves", "lower_dormant_ratio"):
+        if r["verdict"] == INCONCLUSIVE and needed is None and rule.estimates_seeds:
             needed = seeds_needed(r["estimate"], r["ci_low"], r["ci_high"], r["threshold"], n)
         rows.append(dict(base, **r, seeds_needed=needed if r["verdict"] == INCONCLUSIVE else None))
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -601,7 +610,8 @@ def line(row) -> str:
     head = f"claim {row['id']}: {row['verdict']}"
     if str(row["verdict"]).startswith("not evaluated"):
         return head
-    value = f"{int(row['estimate'])}" if row["rule"] == "no_broken_seeds" else _number(row["estimate"])
+    count = RULES[row["rule"]].decided_by == "count"  # printed as a whole number, with its detail
+    value = f"{int(row['estimate'])}" if count else _number(row["estimate"])
     text = f"{head} - {row['quantity']} = {value}"
     if not pd.isna(row["ci_low"]):
         text += f" [{_number(row['ci_low'])}, {_number(row['ci_high'])}]"
@@ -609,7 +619,7 @@ def line(row) -> str:
     if row["verdict"] == INCONCLUSIVE:
         text += (f"; about {int(row['seeds_needed'])} seeds per task would resolve it"
                  if not pd.isna(row["seeds_needed"]) else "; no observed effect: more seeds would not resolve it")
-    if row["rule"] == "no_broken_seeds":
+    if count:
         text += f"; {row['detail']}"
     return text
 
@@ -619,7 +629,7 @@ def report_table(table: pd.DataFrame) -> pd.DataFrame:
     def ci(r):
         if pd.isna(r["estimate"]):
             return ""
-        if r["rule"] == "no_broken_seeds":
+        if RULES[r["rule"]].decided_by == "count":
             return str(int(r["estimate"]))
         return _number(r["estimate"]) + ("" if pd.isna(r["ci_low"]) else
                                          f" [{_number(r['ci_low'])}, {_number(r['ci_high'])}]")

@@ -25,8 +25,9 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from drm import grid
 from drm.analysis import results
-from drm.cell.config import RUNS, run_dir as run_dir_of
+from drm.layout import EXPORT_DIR, RUNS, run_dir as run_dir_of
 
 CURVE_COLUMNS = ["agent", "task", "seed", "frame", "episode_reward", "hour", "dormant_ratio"]
 PROVENANCE_COLUMNS = ["agent", "task", "seed", "frames", "final_eval_return", "commit", "dirty",
@@ -111,13 +112,12 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.analysis.export", description=__doc__.split("\n")[0])
     parser.add_argument("--config", required=True, help="workflow config YAML (reads agents, tasks, seeds)")
     parser.add_argument("--runs", default=RUNS, help="the harness's runs folder")
-    parser.add_argument("--out", default="results/export", help="output folder")
+    parser.add_argument("--out", default=EXPORT_DIR, help="output folder")
     parser.add_argument("--name", default="harness_runs", help="the source name the README suggests")
     args = parser.parse_args(argv)
     try:
-        config = yaml.safe_load(Path(args.config).read_text()) or {}
-        table = export(args.runs, config.get("agents") or [], config.get("tasks") or [],
-                       config.get("seeds") or [], args.out, args.name)
+        config = grid.load_config([args.config])
+        table = export(args.runs, config["agents"], config["tasks"], config["seeds"], args.out, args.name)
     except (OSError, ValueError, yaml.YAMLError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

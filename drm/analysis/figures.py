@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from drm.analysis.results import HARNESS, MAX_RETURN  # not drm.analysis.stats: rliable's imports cost a second
+from drm.layout import parse_series
 
 FIGURES = ("aggregate_estimates", "sample_efficiency", "performance_profile",
            "probability_of_improvement", "task_curves_mean_std", "task_curves_iqm",
@@ -234,8 +235,7 @@ def probability_of_improvement(c: Cache):
     fig, ax = plt.subplots(figsize=(8, 1.8 + 0.5 * len(e)), layout="constrained")
     names = []
     for i, (_, row) in enumerate(e.iterrows()):
-        source, _, agent = row["metric"].removeprefix("prob_improvement_vs_").rpartition(":")
-        y = (source or HARNESS, agent)
+        y = parse_series(row["metric"].removeprefix("prob_improvement_vs_"))
         names.append(f"P({label(row['source'], row['agent'])} > {label(*y)})")
         ax.barh(i, row["ci_high"] - row["ci_low"], left=row["ci_low"], height=0.6,
                 color=c.colour.get(y, OKABE_ITO["black"]), alpha=0.8)
@@ -378,7 +378,7 @@ def harness_vs_published(c: Cache):
         f"score, mean ± std across seeds (bands clipped to {RANGE_TEXT})", NO_EVALUATIONS)
 
 
-DRAW = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,
+DRAWERS = dict(zip(FIGURES, (aggregate_estimates, sample_efficiency, performance_profile,
                          probability_of_improvement, task_curves_mean_std, task_curves_iqm,
                          dormant_ratio, harness_vs_published)))
 
@@ -390,7 +390,7 @@ def draw_all(agg_dir, out_dir, names=FIGURES) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for name in names:
-        fig = DRAW[name](cache)
+        fig = DRAWERS[name](cache)
         for ext in ("png", "pdf"):  # PDF fonts stay Type 3: embedding TrueType costs seconds
             fig.savefig(out / f"{name}.{ext}", dpi=150 if ext == "png" else None)
             paths.append(out / f"{name}.{ext}")

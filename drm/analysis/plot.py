@@ -9,12 +9,13 @@ import argparse
 import sys
 
 from drm.analysis import claims, figures
+from drm.layout import AGGREGATE_DIR, FIGURES_DIR
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.analysis.plot", description=__doc__.split("\n")[0])
-    parser.add_argument("--aggregate", default="results/aggregate", help="what drm.analysis.aggregate wrote")
-    parser.add_argument("--out", default="results/figures", help="output folder (PNG and PDF)")
+    parser.add_argument("--aggregate", default=AGGREGATE_DIR, help="what drm.analysis.aggregate wrote")
+    parser.add_argument("--out", default=FIGURES_DIR, help="output folder (PNG and PDF)")
     parser.add_argument("--only", nargs="+", choices=figures.FIGURES, default=figures.FIGURES,
                         metavar="NAME", help=f"draw only these: {', '.join(figures.FIGURES)}")
     args = parser.parse_args(argv)

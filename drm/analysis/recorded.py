@@ -23,10 +23,9 @@ import yaml
 
 from drm.analysis import validation
 from drm.analysis.figures import FIGURES
-from drm.cell.config import run_dir
+from drm.layout import RECORDED_DIR, RUN_FILES, run_dir
 
 KEYS = ("runs", "agents", "tasks", "seeds", "claims", "aggregate", "validate")
-RUN_FILES = ("eval.csv", "train.csv", "meta.json")  # what a finished run's folder holds
 
 
 def load_config(path) -> dict:
@@ -127,7 +126,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m drm.analysis.recorded",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--config", default="config/recorded.yaml")
-    parser.add_argument("--out", default="results/recorded")
+    parser.add_argument("--out", default=RECORDED_DIR)
     args = parser.parse_args(argv)
     try:
         lines = draw(load_config(args.config), args.out)

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drm.cell import config as cell_config
+from drm import layout
+from drm.layout import HARNESS
 
 log = logging.getLogger(__name__)
 
-HARNESS = "harness"  # the `source` of the harness's own runs
 MAX_RETURN = 1000.0  # DMC: rewards in [0, 1] over 1000 environment steps
 # Tasks the normalizer knows (DrQ-v2 spelling: cup_catch is ball_in_cup_catch; reach_duplo is
 # the manipulation suite's). Add a task here only if its returns also lie in [0, 1000].
@@ -170,7 +170,7 @@ def _dormant_at_evals(eval_frames: np.ndarray, train: pd.DataFrame) -> np.ndarra
 def _check_placement(run: tuple, run_dir: Path) -> None:
     """A run lies in its own folder: the agent, task and seed its meta.json records (older
     runs may record none) are those of the directory it is imported from."""
-    path = run_dir / "meta.json"
+    path = run_dir / layout.META_FILE
     try:
         meta = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -186,7 +186,7 @@ def _check_placement(run: tuple, run_dir: Path) -> None:
 def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
     source, agent, task, seed = run
     _check_placement(run, run_dir)
-    eval_path = run_dir / "eval.csv"
+    eval_path = run_dir / layout.EVAL_FILE
     if task not in DMC_TASKS:
         raise RunFileError(eval_path, None, f"task {task!r} (from the run directory) is unknown to "
                                             "the normalizer (drm.analysis.results.DMC_TASKS)", run)
@@ -202,7 +202,7 @@ def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
         raise error
     frames = ev["frame"].to_numpy(dtype=np.int64)
     dormant = np.full(len(ev), np.nan)
-    train_path = run_dir / "train.csv"
+    train_path = run_dir / layout.TRAIN_FILE
     if train_path.exists():
         train = _read_csv(train_path)
         _require_columns(train, ["frame", "actor_dormant_ratio"], train_path)
@@ -220,17 +220,17 @@ def _read_harness_run(run: tuple, run_dir: Path) -> pd.DataFrame:
 
 
 def read_harness(runs_dir, agents, tasks, seeds, collector: _Collector) -> list[pd.DataFrame]:
-    """Every finished run of the config's grid under runs_dir/RUN_DIR (drm.cell.config)."""
+    """Every finished run of the config's grid under runs_dir/RUN_DIR (drm.layout)."""
     frames = []
     for agent in agents:
         for task in tasks:
             for seed in seeds:
                 run = (HARNESS, agent, task, int(seed))
-                run_dir = Path(runs_dir) / cell_config.run_dir(agent, task, seed)
+                run_dir = Path(runs_dir) / layout.run_dir(agent, task, seed)
                 if not run_dir.is_dir():
                     log.info("%s: not found, left out", run_dir)
                     collector.note(run, run_dir, None, "not found")
-                elif not (run_dir / "meta.json").exists():
+                elif not (run_dir / layout.META_FILE).exists():
                     log.info("%s: unfinished (no meta.json), ignored", run_dir)
                     collector.note(run, run_dir, None, "unfinished (no meta.json)")
                 else:

@@ -35,6 +35,7 @@ from rliable import library as rly
 from rliable import metrics
 
 from drm.analysis.results import HARNESS, MAX_RETURN
+from drm.layout import parse_series, series_name
 
 log = logging.getLogger(__name__)
 progress = logging.getLogger(__name__ + ".progress")  # one line per bootstrap call
@@ -47,16 +48,6 @@ TAUS = np.linspace(0.0, 1.0, 101)  # performance-profile thresholds on the norma
 
 def normalize(returns) -> np.ndarray:
     return np.asarray(returns, dtype=float) / MAX_RETURN
-
-
-def parse_series(text: str) -> tuple[str, str]:
-    """'drm' is the harness's drm; 'drqv2_published:drqv2' names another source's agent."""
-    source, _, agent = text.rpartition(":")
-    return (source or HARNESS, agent)
-
-
-def series_name(series: tuple[str, str]) -> str:
-    return series[1] if series[0] == HARNESS else f"{series[0]}:{series[1]}"
 
 
 # ----------------------------------------------------------------------------- alignment
@@ -512,12 +503,12 @@ def _meta(grids: dict, sel: _Selection, *, last_k, ragged, reps, profile_reps, s
                 for s in sorted({s for g in grids.values() for s in g.seeds})])
 
 
-def compute(tidy: pd.DataFrame, tasks, *, frames=None, last_k: int = 1, reps: int = 50000,
-            profile_reps: int = 2000, seed: int = 0, ragged: str = "resample",
-            ours: str = "drm", baselines=("drqv2", "alix"), skip_short: bool = False,
+def compute(tidy: pd.DataFrame, tasks, *, frames, last_k: int, reps: int, profile_reps: int,
+            seed: int, ragged: str, ours: str, baselines, skip_short: bool,
             workers: int = 1, cache_dir=None) -> Results:
-    """Scores and every estimate; the bootstraps run in `workers` processes, cached in
-    `cache_dir` (see Bootstraps): the numbers are the same either way."""
+    """Scores and every estimate under the aggregate section's settings (their defaults are the
+    schema's alone: drm.analysis.aggregate.settings); the bootstraps run in `workers` processes,
+    cached in `cache_dir` (see Bootstraps): the numbers are the same either way."""
     if ragged not in RAGGED_POLICIES:
         raise ValueError(f"aggregate.ragged {ragged!r} is not one of {RAGGED_POLICIES}")
     grids, short = align(tidy, tasks, frames, skip_short)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from drm.cell import config as cell_config
+from drm import layout
 
 AGENTS = ("drm", "drqv2", "alix")
 TASKS = ("acrobot_swingup", "cartpole_swingup_sparse", "cheetah_run", "hopper_hop",
@@ -52,5 +52,5 @@ def make_grid(runs_dir: Path, agents=AGENTS, tasks=TASKS, seeds=range(1, 11), ev
             base = rng.uniform(0.5, 0.8)
             for s in seeds:
                 skill = np.clip(base + 0.08 * (len(agents) - 1 - a) + rng.normal(0, 0.08), 0.05, 1)
-                write_run(runs_dir / cell_config.run_dir(agent, task, s), rng, evals, skill,
+                write_run(runs_dir / layout.run_dir(agent, task, s), rng, evals, skill,
                           speed=0.25 + 0.1 * a)

@@ -12,11 +12,11 @@ import numpy as np
 import pandas as pd
 
 from drm.analysis.results import HARNESS
+from drm.layout import parse_series
 
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
 NO_TASK = "no record for this task"
 NO_FRAME = "no record at this frame"
-VERDICTS = (INSIDE, BELOW, ABOVE, NO_TASK, NO_FRAME)
 COLUMNS = ["agent", "task", "seed", "frame", "episode_reward", "reference", "published_seeds",
            "published_min", "published_q25", "published_median", "published_q75",
            "published_max", "percentile_rank", "verdict"]
@@ -24,8 +24,8 @@ COLUMNS = ["agent", "task", "seed", "frame", "episode_reward", "reference", "pub
 
 def parse_reference(text: str) -> tuple[str, str]:
     """'drqv2_published:drqv2' -> (source, agent); the source must not be the harness itself."""
-    source, sep, agent = str(text).partition(":")
-    if not sep or not source or not agent or source == HARNESS:
+    source, agent = parse_series(text)
+    if not agent or source == HARNESS:
         raise ValueError(f"validate.reference {text!r} must be 'source:agent' naming a published "
                          "source of aggregate.published and its agent, e.g. 'drqv2_published:drqv2'")
     return source, agent

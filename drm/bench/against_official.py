@@ -7,6 +7,8 @@ train.py's training loop as written here, without Hydra, logger, evaluation or v
 """
 import argparse
 import json
+import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -84,13 +86,31 @@ class _TimedIter:
 
 
 def run(official: Path, frames: int, seed_frames: int, threads: int, batch: int, workers: int) -> dict:
+    """The official loop's measurement, in a child Python whose path starts at the checkout: its
+    modules import each other by bare name (`import utils`), and this process's path stays ours."""
+    settings = dict(official=str(official), frames=frames, seed_frames=seed_frames, threads=threads,
+                    batch=batch, workers=workers)
+    # The checkout first, then the folder holding this drm (the child imports the same harness).
+    ours = str(Path(__file__).resolve().parents[2])
+    path = os.pathsep.join(p for p in (str(official), ours, os.environ.get("PYTHONPATH")) if p)
+    with tempfile.TemporaryDirectory(prefix="drqv2-official-result-") as tmp:
+        result = Path(tmp) / "result.json"
+        done = subprocess.run([sys.executable, "-m", __name__, json.dumps(settings), str(result)],
+                              cwd=official, env={**os.environ, "PYTHONPATH": path})
+        if done.returncode != 0:
+            raise SystemExit(f"{PROG}: the official loop in {official} failed (exit {done.returncode})")
+        return json.loads(result.read_text())
+
+
+def measure(official: str, frames: int, seed_frames: int, threads: int, batch: int, workers: int) -> dict:
+    """train.py's loop on the official modules; run by `run` in a child whose path starts at them."""
     import torch
 
+    official = Path(official)
     torch.set_num_threads(threads)
     from drm.cell import rendering
 
     backend = rendering.choose_backend()  # our cell's choice (train.py forces egl), before dm_control
-    sys.path.insert(0, str(official))
     import dmc
     import drqv2
     import numpy as np
@@ -159,3 +179,7 @@ def main(argv=None) -> int:
         result["ours_over_official"] = result["ours_frames_per_s"] / result["official_frames_per_s"]
     print(json.dumps(result))
     return 0
+
+
+if __name__ == "__main__":  # the child of `run`: argv is its settings as JSON and the result's path
+    Path(sys.argv[2]).write_text(json.dumps(measure(**json.loads(sys.argv[1]))))

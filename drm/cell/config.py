@@ -1,6 +1,7 @@
 """Resolving and checking a training cell's config before anything expensive starts."""
 import difflib
 import re
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -10,19 +11,25 @@ from drm.cell import loggers, presets
 
 CFG_DIR = Path(__file__).resolve().parents[1] / "cfg"
 
-AGENTS = ("drqv2", "drm", "alix")
-RUNS = "results/runs"  # the workflow's runs folder, relative to its working directory
-RUN_DIR = "{agent}/{task}/seed{seed}"  # a cell's folder, relative to the runs folder
 
 
-def run_dir(agent: str, task: str, seed: int) -> str:
-    """A cell's folder, relative to the runs folder: drm/hopper_hop/seed3."""
-    return RUN_DIR.format(agent=agent, task=task, seed=seed)
+@dataclass(frozen=True)
+class Networks:
+    """What an agent trains beyond DrQ-v2's encoder, actor and critic: drm.cell.footprint sizes a
+    snapshot from it without importing torch (tests/test_footprint.py checks it against the class)."""
+    encoder_extra: int = 0  # parameters its encoder adds (A-LIX: its smoothing strength S)
+    value_predictor: bool = False  # a value network: a trunk and an MLP to one output (DrM)
+
+
+# The agent registry, one line per agent: its name, whose config is drm/cfg/agent/<name>.yaml
+# (`_target_`: its class, a baselines.utils.Agent), and its Networks. The grid, the cell and the
+# analysis read it.
+AGENTS = {"drqv2": Networks(), "drm": Networks(value_predictor=True), "alix": Networks(encoder_extra=1)}
 # Keys that may differ between the start and the resumption of one run (prefetch_batches gives
 # the same batches either way; videos and loggers only watch the run).
 # Threads and device only change the bits, not the experiment: a resumption that changes them is
 # warned about (drm.cell.snapshot.compute_settings), not refused.
-RUN_INVARIANT = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
+RESUME_MAY_CHANGE = ("out_dir", "device", "progress", "snapshot_every_frames", "threads",
                  "prefetch_batches", "save_video", "num_eval_videos", "loggers", "wandb_project")
 _ABSENT = object()
 # Hydra's grammar reads an unquoted `linear(1,0.1,500)` as a call of a function it lacks.
@@ -193,7 +200,7 @@ def check(cfg: DictConfig) -> None:
 def comparable(cfg: DictConfig | dict) -> dict:
     """The part of a config that decides a run's results (what resuming must not change)."""
     data = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
-    return {k: v for k, v in data.items() if k not in RUN_INVARIANT}
+    return {k: v for k, v in data.items() if k not in RESUME_MAY_CHANGE}
 
 
 def differences(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -4,6 +4,7 @@ snapshots. tests/test_footprint.py checks the figures against real agents and a 
 """
 import math
 
+from drm.cell.config import AGENTS
 from drm.cell.replay import FRAME_SHAPE, MAX_ACTION_DIM, ReplayBuffer
 
 REPR_DIM = 32 * 35 * 35  # the encoders' output on 84x84 frames (baselines.drqv2.Encoder)
@@ -29,13 +30,14 @@ def _mlp(n_in: int, hidden_dim: int, n_out: int) -> int:
 def network_parameters(agent: str, channels: int, feature_dim: int, hidden_dim: int,
                        action_dim: int) -> dict[str, int]:
     """Each trained network's parameter count (baselines/drqv2.py, drm/agent.py, baselines/alix.py):
-    the four-conv encoder (A-LIX adds its smoothing strength S), the actor, the two-headed
-    critic and, for DrM, the value network."""
-    encoder = _linear(channels * 9, 32) + 3 * _linear(32 * 9, 32) + (agent == "alix")
+    the four-conv encoder, the actor, the two-headed critic, and what the agent's registry line
+    adds (drm.cell.config.Networks: A-LIX's smoothing strength S, DrM's value network)."""
+    networks = AGENTS[agent]
+    encoder = _linear(channels * 9, 32) + 3 * _linear(32 * 9, 32) + networks.encoder_extra
     counts = {"encoder": encoder,
               "actor": _trunk(feature_dim) + _mlp(feature_dim, hidden_dim, action_dim),
               "critic": _trunk(feature_dim) + 2 * _mlp(feature_dim + action_dim, hidden_dim, 1)}
-    if agent == "drm":
+    if networks.value_predictor:
         counts["value_predictor"] = _trunk(feature_dim) + _mlp(feature_dim, hidden_dim, 1)
     return counts
 
@@ -67,7 +69,7 @@ def replay_steps(cell) -> tuple[int, int]:
 
 def chunk_steps(capacity: int, total: int, between: int) -> int:
     """The most replay steps a cell's chunks hold at once: the ring, the steps the fallback
-    snapshot needs beyond it, and the chunk being written (drm.train.Cell.save_snapshot prunes
+    snapshot needs beyond it, and the chunk being written (drm.train.TrainingRun.save_snapshot prunes
     to the fallback's needs), never more than the cell ever adds."""
     return min(capacity + 3 * between, total)
 

@@ -24,6 +24,8 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from drm import layout
+
 LOGGERS = ("tensorboard", "wandb")
 EVENT_FILES = "events.out.tfevents.*"  # TensorBoard's own naming
 NOT_LOGGED = ("frame", "step", "episode", "total_time")  # the step itself, and counters
@@ -94,7 +96,7 @@ class WandbLog:
         agent, task, seed = cfg.agent.name, cfg.task, cfg.seed
         try:
             self.run = wandb.init(
-                project=cfg.wandb_project, group=f"{agent}/{task}", name=f"{agent}/{task}/seed{seed}",
+                project=cfg.wandb_project, group=f"{agent}/{task}", name=layout.run_dir(agent, task, seed),
                 job_type=agent, tags=[agent, task], id=run_id, resume="allow", dir=str(run),
                 config=OmegaConf.to_container(cfg, resolve=True))
         except wandb.errors.Error as err:  # e.g. not logged in: the cell stops, resumable, in one line

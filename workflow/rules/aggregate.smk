@@ -11,9 +11,9 @@ from drm.analysis.figures import FIGURES  # the figure names, as the library dra
 
 localrules: aggregate, plot, figures
 
-AGGREGATE, FIGURE_DIR = "results/aggregate", "results/figures"
+from drm.layout import AGGREGATE_DIR as AGGREGATE, FIGURES_DIR as FIGURE_DIR
 # `plot` and `figures` both re-draw from the cache; the verdicts are then printed, one line each.
-DRAW = (f"python -m drm.analysis.plot --aggregate {AGGREGATE} --out {FIGURE_DIR} > {{log}} 2>&1 "
+DRAW_FIGURES = (f"python -m drm.analysis.plot --aggregate {AGGREGATE} --out {FIGURE_DIR} > {{log}} 2>&1 "
         "|| (cat {log} >&2; exit 1); grep '^claim' {log} || true")
 
 
@@ -61,7 +61,7 @@ rule plot:
     log:
         "results/logs/plot.log",
     shell:
-        DRAW
+        DRAW_FIGURES
 
 
 rule figures:
@@ -74,4 +74,4 @@ rule figures:
     log:
         "results/logs/figures.log",
     shell:
-        DRAW
+        DRAW_FIGURES

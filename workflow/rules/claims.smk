@@ -3,6 +3,8 @@
 # part of `all`: `snakemake --cores 1 export` once the grid has finished. (The claims themselves
 # are evaluated in `aggregate`; the claims file is checked in common.smk.)
 
+from drm.layout import EXPORT_DIR
+
 localrules: export
 
 
@@ -16,9 +18,9 @@ rule export:
         tasks=lookup(dpath="tasks", within=config),
         seeds=lookup(dpath="seeds", within=config),
     output:
-        curves=directory("results/export/curves"),
-        provenance="results/export/provenance.csv",
-        readme="results/export/README.md",
+        curves=directory(f"{EXPORT_DIR}/curves"),
+        provenance=f"{EXPORT_DIR}/provenance.csv",
+        readme=f"{EXPORT_DIR}/README.md",
     conda:
         "../../environment.yml"
     log:

@@ -1,27 +1,17 @@
-# Config validation and the helpers the rules share; the logic lives in workflow/scripts/grid.py.
+# Config validation and the helpers the rules share; the logic lives in drm/grid.py.
 import os
 import sys
 from pathlib import Path
 
-import yaml
-from snakemake.utils import validate
-
-RULES = Path(workflow.current_basedir.get_path_or_uri(secret_free=True))
-sys.path.insert(0, str(RULES.parent / "scripts"))
-import gpu_slot  # noqa: E402  (workflow/scripts/gpu_slot.py)
-import grid  # noqa: E402  (workflow/scripts/grid.py)
-from drm.analysis import claims, results  # noqa: E402
-from drm.cell.config import AGENTS, RUN_DIR, RUNS  # noqa: E402
+from drm import gpu_slot, grid
+from drm.analysis import claims, results
+from drm.cell.config import AGENTS
+from drm.layout import RUN_DIR, RUNS, TRAIN_LOG
 
 RUN = f"{RUNS}/{RUN_DIR}"  # a cell's folder, with the wildcards agent, task and seed
-SCHEMA = "../schemas/config.schema.yaml"
 
-with open(RULES / SCHEMA) as schema:
-    SCHEMA_DATA = yaml.safe_load(schema)
-grid.check_keys(config, SCHEMA_DATA)  # each check says in one line what is wrong and what is accepted
-grid.check_grid(config)
-grid.check_schema(config, SCHEMA_DATA)
-validate(config, schema=SCHEMA)  # fills in the defaults
+# Each check says in one line what is wrong and what is accepted; then the schema's defaults.
+grid.check_config(config)
 # Snakemake compares a rule's params by their repr: the aggregate section's keys in one order, so
 # that a config restating a default (which would put that key first) re-runs nothing.
 config["aggregate"] = dict(sorted(config["aggregate"].items()))

@@ -17,7 +17,7 @@ rule train:
     conda:
         "../../environment.yml"
     log:
-        "results/logs/train/{agent}/{task}/seed{seed}.log",
+        TRAIN_LOG,
     benchmark:
         "results/benchmarks/train/{agent}/{task}/seed{seed}.tsv"
     params:

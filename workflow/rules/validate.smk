@@ -5,7 +5,7 @@
 
 localrules: validate_verdicts, validate
 
-VALIDATE = "results/validate"
+from drm.layout import RECORDED_DIR, VALIDATE_DIR as VALIDATE
 
 
 rule validate_verdicts:
@@ -61,7 +61,7 @@ localrules: recorded
 
 RECORDED_CONFIG = "config/recorded.yaml"
 RECORDED_RUNS = recorded.load_config(RECORDED_CONFIG)
-RECORDED_OUT = recorded.outputs(RECORDED_RUNS, "results/recorded")
+RECORDED_OUT = recorded.outputs(RECORDED_RUNS, RECORDED_DIR)
 RECORDED_SECTION = "Recorded validation runs"
 
 

@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from drm.analysis import aggregate
-from drm.cell.config import RUNS
+from drm.layout import RUNS
 
 # The bootstrap's progress (a line per call) also goes to the terminal: it can take minutes.
 progress = logging.StreamHandler(sys.stderr)

@@ -3,7 +3,7 @@ import contextlib
 from pathlib import Path
 
 from drm.analysis import export
-from drm.cell.config import RUNS
+from drm.layout import RUNS
 
 with open(snakemake.log[0], "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
     table = export.export(RUNS, snakemake.params.agents, snakemake.params.tasks,

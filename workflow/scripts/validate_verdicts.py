@@ -3,7 +3,7 @@ import logging
 import sys
 
 from drm.analysis import results, validation
-from drm.cell.config import RUNS
+from drm.layout import RUNS
 
 logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(name)s: %(message)s")
 reference = validation.parse_reference(snakemake.params.reference)

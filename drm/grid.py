@@ -1,6 +1,9 @@
-"""The workflow's grid (agents x tasks x seeds): checked at workflow start, before any job runs.
+"""The workflow's config and grid (agents x tasks x seeds): loaded and checked before any job runs.
 
-Plain Python behind workflow/rules/common.smk so that it is unit-tested like the rest.
+The one way to read a workflow config (workflow/rules/common.smk, `python -m drm.status`, the
+aggregate and export entry points, the tests): load_config / check_config, over the schema
+(workflow/schemas/config.schema.yaml, read once). Then every cell's config, GPUs, memory, time
+and cost.
 """
 import csv
 import difflib
@@ -12,9 +15,13 @@ import shlex
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
-import gpu_slot  # workflow/scripts/gpu_slot.py: the slots' layout and variable
+import yaml
+
+from drm import gpu_slot
+from drm import layout
 from drm.cell import config as cell_config
 from drm.cell import footprint, presets
 from drm.cell.replay import ReplayBuffer
@@ -27,6 +34,54 @@ GRID_KEYS = ("agent", "task", "seed", "out_dir")
 
 class ConfigError(ValueError):
     """A workflow config that would fail later: refused before any job runs."""
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+@lru_cache(maxsize=None)
+def _schema_text(schema_file: Path) -> str:
+    return Path(schema_file).read_text()
+
+
+def schema(schema_file: Path = SCHEMA_FILE) -> dict:
+    """The workflow config's schema (every key, described, with its default), read once: a fresh copy."""
+    return yaml.safe_load(_schema_text(schema_file))
+
+
+def defaults(section: str) -> dict:
+    """The schema's defaults of one config section (e.g. `aggregate`): their one source."""
+    return {key: spec["default"] for key, spec in schema()["properties"][section]["properties"].items()}
+
+
+def check_config(cfg: dict, schema_file: Path = SCHEMA_FILE) -> dict:
+    """A workflow config checked (each check one line: what is wrong and what is accepted) and
+    filled with the schema's defaults, in place; returned for convenience."""
+    from snakemake.utils import validate
+
+    spec = schema(schema_file)
+    check_keys(cfg, spec)
+    check_grid(cfg)
+    check_schema(cfg, spec)
+    validate(cfg, str(schema_file))  # fills in the defaults
+    return cfg
+
+
+def _merge(base: dict, update: dict) -> dict:
+    """Snakemake's rule for several config files: later ones update earlier ones, key by key."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def load_config(paths: list[Path], schema_file: Path = SCHEMA_FILE) -> dict:
+    """The workflow config as the Snakefile builds it (config/config.yaml, then each --configfile
+    over it), checked and filled (check_config)."""
+    cfg = {}
+    for path in paths:
+        cfg = _merge(cfg, yaml.safe_load(Path(path).read_text()) or {})
+    return check_config(cfg, schema_file)
 
 
 def task_names() -> dict:
@@ -163,7 +218,7 @@ def check_overrides(cfg: dict) -> None:
     for where, overrides in override_maps(cfg):
         for key in GRID_KEYS:
             if key in overrides:
-                home = ("the folder of its cell (results/runs/" + cell_config.RUN_DIR + ")"
+                home = (f"the folder of its cell ({layout.RUNS}/{layout.RUN_DIR})"
                         if key == "out_dir" else f"the config's {key}s list")
                 raise ConfigError(f"{where}: {key!r} (value {overrides[key]!r}) cannot be overridden; "
                                   f"a cell's {key} is {home}")
@@ -240,7 +295,7 @@ def detected_gpus() -> list[str]:
 
 def claim_local_gpus(cfg: dict, gpu_limit: int | None, gpus: list[str]) -> None:
     """On a workstation, or inside a SLURM allocation (salloc) that runs the local profile: GPU
-    slots for workflow/scripts/gpu_slot.py, never more than exist.
+    slots for drm.gpu_slot (the train rule's launcher), never more than exist.
 
     `gpu_limit` is Snakemake's `--resources gpu=N` (from the command line or a profile); `gpus`
     are the GPU ids jobs may use (detected_gpus)."""
@@ -386,7 +441,7 @@ def cells_left(cfg: dict, composed: dict, runs: Path) -> dict:
     once it has finished (meta.json), else training_left at its own measured speed."""
     out = {}
     for (agent, task, seed), cell in composed.items():
-        run = Path(runs) / cell_config.run_dir(agent, task, seed)
+        run = Path(runs) / layout.run_dir(agent, task, seed)
         if (run / "meta.json").exists():
             out[(agent, task, seed)] = (0, cfg["resources"]["frames_per_hour"], False)
             continue
