@@ -61,6 +61,8 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    if _cluster.get("started"):
+        _slurm_script("stop", 90)
     if session.config.getoption("require_all") and _skipped_long and not hasattr(session.config, "workerinput"):
         session.config.pluginmanager.get_plugin("terminalreporter").write_line(
             f"--require-all: {len(_skipped_long)} slow or slurm test(s) skipped:\n  "
@@ -106,15 +108,17 @@ def tiny_grid(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------------------------
 # SLURM test cluster (tests marked `slurm`)
 #
-# `slurm_cluster` starts a real one-node SLURM cluster with one fake GPU through
-# scripts/slurm_cluster.sh (Debian's munge/slurmctld/slurmd, no systemd), once per session,
-# and stops it at the end if this session started it. It skips when not root, when the Debian
-# packages are missing, or when the daemons do not start.
+# A real one-node SLURM cluster with one fake GPU, through scripts/slurm_cluster.sh (Debian's
+# munge/slurmctld/slurmd, no systemd). Where its packages are installed and we are root, it is
+# started before the first test and stopped after the last (if this run started it): Snakemake's
+# SLURM plugin runs `scontrol show config` at every start, which waits 9 s for a controller that
+# is down; with it up, every Snakemake call of the suite is that much faster. `slurm_cluster`
+# skips when not root, when the packages are missing, or when the daemons did not start.
 # ---------------------------------------------------------------------------------------------
 
 SLURM_SCRIPT = REPO / "scripts" / "slurm_cluster.sh"
 SLURM_BINARIES = ("munged", "slurmctld", "slurmd", "sbatch")
-_slurm_skip: list[str] = []  # a failed start is not retried for every test
+_cluster: dict = {}  # "info" (a SlurmCluster) or "skip" (why not); "started": by this process
 
 
 @dataclass(frozen=True)
@@ -140,49 +144,57 @@ def _slurm_script(command: str, timeout: int) -> subprocess.CompletedProcess:
     )
 
 
-def _skip(reason: str):
-    _slurm_skip.append(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="session")
-def slurm_cluster():
-    if _slurm_skip:
-        pytest.skip(_slurm_skip[0])
+def _cluster_unavailable() -> str | None:
     if os.geteuid() != 0:
-        _skip("slurm: needs root (writes /etc/slurm and starts slurmctld/slurmd)")
+        return "slurm: needs root (writes /etc/slurm and starts slurmctld/slurmd)"
     missing = [b for b in SLURM_BINARIES if _which(b) is None]
     if missing:
-        _skip(
-            f"slurm: missing {', '.join(missing)}; run `scripts/setup.sh --slurm` "
-            "(apt-get install munge slurm-client slurmctld slurmd)"
-        )
+        return (f"slurm: missing {', '.join(missing)}; run `scripts/setup.sh --slurm` "
+                "(apt-get install munge slurm-client slurmctld slurmd)")
+    return None
+
+
+def _bring_up_cluster() -> None:
+    """Starts the test cluster unless it runs; once per process (a failed start is not retried)."""
+    if _cluster:
+        return
+    reason = _cluster_unavailable()
+    if reason:
+        _cluster["skip"] = reason
+        return
     was_running = _slurm_script("status", 30).returncode == 0
     start = _slurm_script("start", 120)
     if start.returncode != 0:
         if not was_running:
             _slurm_script("stop", 90)  # whatever daemons did start
         errors = [ln for ln in start.stderr.splitlines() if "ERROR" in ln]
-        _skip(
+        _cluster["skip"] = (
             f"slurm: the test cluster did not start (exit {start.returncode}): "
             + ("; ".join(errors) or start.stderr[-1000:])
             + " (run `scripts/slurm_cluster.sh start` to see the daemons' logs)"
         )
+        return
     # The script's last stdout line: node=vm cpus=2 memory_mb=22899 gres=gpu:fake:1 partition=debug* ...
     last = start.stdout.strip().splitlines()[-1]
     info = dict(kv.split("=", 1) for kv in last.split() if "=" in kv)
-    cluster = SlurmCluster(
+    _cluster["info"] = SlurmCluster(
         node=info["node"],
         partition=info["partition"].rstrip("*"),  # sinfo marks the default partition with *
         cpus=int(info["cpus"]),
         memory_mb=int(info["memory_mb"]),
         gres=info["gres"],
     )
-    try:
-        yield cluster
-    finally:
-        if not was_running:  # leave a cluster that a developer started alone
-            _slurm_script("stop", 90)
+    _cluster["started"] = not was_running  # leave a cluster that a developer started alone
 
 
-# ---------------------------------------------------------------------------------------------
+def pytest_sessionstart(session):
+    if not hasattr(session.config, "workerinput") and _cluster_unavailable() is None:
+        _bring_up_cluster()  # in the controller, before any worker starts a test
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    _bring_up_cluster()
+    if "skip" in _cluster:
+        pytest.skip(_cluster["skip"])
+    return _cluster["info"]

@@ -32,7 +32,7 @@ READ_VIDEOS = OPEN_BEHAVIOUR + """
   for (let i = 0; i < 200; i++) {
     const frame = document.querySelector("iframe");
     doc = frame && frame.contentDocument;
-    if (doc && doc.querySelector("figure")) break;
+    if (doc && doc.readyState === "complete" && doc.querySelector("figure")) break;  // every video parsed
     await wait(50);
   }
   const videos = [...doc.querySelectorAll("video")];

@@ -8,6 +8,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 import torch
 import yaml
 
@@ -99,6 +100,7 @@ def test_every_state_from_files_on_disk(tmp_path):
         ("drm", 3)] == "running"
 
 
+@pytest.mark.xdist_group("slurm")  # it reads this machine's SLURM queue: not beside the cluster's tests
 def test_the_command_prints_cells_totals_and_remaining_hours(tmp_path):
     tree(tmp_path, time.time())
     done = subprocess.run([sys.executable, "-m", "drm.status", "--root", str(tmp_path), "--configfile",

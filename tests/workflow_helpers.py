@@ -77,6 +77,6 @@ def build_tiny_grid(dest: Path) -> Path:
 
 def grid_cell(grid: Path, agent: str) -> Path:
     """The tiny grid's cell of one agent (cartpole_balance, seed 1)."""
-    from drm.cell.config import RUNS, run_dir
+    from drm.layout import RUNS, run_dir
 
     return grid / RUNS / run_dir(agent, "cartpole_balance", 1)
