@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from helpers import after_snapshot_of_episode, kill_and_resume, read_csv, without_wall_clock
-from watching import events, wandb_records
+from watching import events, wandb_history, wandb_records
 from workflow_helpers import grid_cell
 
 pytestmark = pytest.mark.slow
@@ -44,7 +44,19 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run_as_one_wandb_run(refer
     for kind in ("CONFIG", "CACHE", "DATA"):
         monkeypatch.setenv(f"WANDB_{kind}_DIR", str(tmp_path / kind.lower()))
     out = tmp_path / "killed"
-    kill_and_resume(out, "alix", kill_when=after_snapshot_of_episode(3), loggers="[tensorboard,wandb]")
+
+    def after_the_snapshot_and_its_row_reached_wandb(d: Path) -> bool:
+        """A row W&B had not written when the cell was killed is lost to it (the resumption
+        logs from the snapshot on): the kill waits for episode 3's row in the run file."""
+        if not after_snapshot_of_episode(3)(d):
+            return False
+        try:
+            rows = wandb_history([r for f in d.glob("wandb/offline-run-*/run-*.wandb") for r in wandb_records(f)])
+        except Exception:  # a record being written
+            return False
+        return any(row.get("frame") == 1500 and "train/episode_reward" in row for row in rows)
+
+    kill_and_resume(out, "alix", kill_when=after_the_snapshot_and_its_row_reached_wandb, loggers="[tensorboard,wandb]")
     assert "resumed from the snapshot at frame 1500" in (out / "train.log").read_text()
     assert json.loads((out / "meta.json").read_text())["starts"] == 2
     # Episode 4's train row and the final evaluation come from updates made after the resumption.
@@ -59,8 +71,7 @@ def test_kill_and_resume_reproduces_the_uninterrupted_run_as_one_wandb_run(refer
         (runs[0].run_id, "drm-repro", "alix/cartpole_balance", "alix/cartpole_balance/seed1")}, "one run"
     logged_config = {u.key: u.value_json for u in runs[0].config.update}
     assert logged_config["batch_size"] == "16" and logged_config["lr"] == "0.0001", "the resolved config"
-    history = [{i.key or "/".join(i.nested_key): float(i.value_json) for i in r.history.item}
-               for r in records if r.WhichOneof("record_type") == "history"]
+    history = wandb_history(records)
     evals = {(int(h["frame"]), h["eval/episode_reward"]) for h in history if "eval/episode_reward" in h}
     assert evals == {(int(r["frame"]), float(r["episode_reward"])) for r in read_csv(out / "eval.csv")}, \
         "every evaluation, with eval.csv's return"

@@ -43,3 +43,9 @@ def wandb_records(path: Path) -> list:
             records.append(wandb_internal_pb2.Record.FromString(parts))
             parts = b""
     return records
+
+
+def wandb_history(records: list) -> list[dict[str, float]]:
+    """The logged rows of W&B records, each as {key: value}."""
+    return [{i.key or "/".join(i.nested_key): float(i.value_json) for i in r.history.item}
+            for r in records if r.WhichOneof("record_type") == "history"]

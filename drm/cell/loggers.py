@@ -14,8 +14,11 @@ W&B (optional: `pip install 'drm-repro[wandb]'`): one run per cell, project `wan
 group agent/task, name agent/task/seedN, the resolved config as its config, frames as its x axis.
 `work/wandb.json` keeps the run's id, so a resumption continues the same run from the snapshot's
 rows on. W&B keeps what a killed process had logged only in part (its last rows may never reach
-the run), so the rows after the snapshot are logged again: none is lost, and a frame the killed
-process did get through appears twice. (TensorBoard's files can be cut back; a W&B run cannot.)
+the run), so the rows after the snapshot are logged again, and a frame the killed process did get
+through appears twice. A row logged in the moments before the snapshot that W&B had not yet
+written when the process was killed is missing from the W&B run (the CSVs and TensorBoard have
+it): seen once in CI's A-LIX test, killed within a second of its snapshot. (TensorBoard's files
+can be cut back; a W&B run cannot.)
 """
 import json
 import math
