@@ -140,6 +140,7 @@ def uninterrupted(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_cell_with_what_is_intact(tmp_path, monkeypatch, keep_torch_threads):
     from drm.train import CellStopped
 
@@ -190,6 +191,7 @@ def resume_from_a_spoiled_snapshot(out, monkeypatch, snapshots: int, spoil, unin
         assert without_wall_clock(read_csv(out / name)) == without_wall_clock(read_csv(uninterrupted / name))
 
 
+@pytest.mark.slow
 def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
     newest = out / "work" / "snapshot.pt"
@@ -201,6 +203,7 @@ def test_an_unreadable_snapshot_resumes_from_the_previous_one(uninterrupted, tmp
     assert json.loads((out / "meta.json").read_text())["starts"] == 2
 
 
+@pytest.mark.slow
 def test_with_no_readable_snapshot_the_run_starts_again_and_says_so(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
     resume_from_a_spoiled_snapshot(out, monkeypatch, 1,
@@ -268,6 +271,7 @@ def test_a_missing_chunk_or_one_of_the_wrong_length_is_named(tmp_path):
         ring(30).load_chunks(tmp_path, 45, written.finished_total)
 
 
+@pytest.mark.slow
 def test_a_truncated_chunk_resumes_from_the_snapshot_whose_chunks_are_readable(uninterrupted, tmp_path,
                                                                               monkeypatch):
     out = tmp_path / "cell"
@@ -282,6 +286,7 @@ def test_a_truncated_chunk_resumes_from_the_snapshot_whose_chunks_are_readable(u
     assert json.loads((out / "meta.json").read_text())["starts"] == 2
 
 
+@pytest.mark.slow
 def test_a_missing_chunk_that_every_snapshot_needs_starts_the_run_again(uninterrupted, tmp_path, monkeypatch):
     out = tmp_path / "cell"
     first = out / "work" / "replay" / "000000000000-000000000051.npz"

@@ -50,6 +50,7 @@ CELL = dict(num_train_frames=1000, num_seed_frames=200, eval_every_frames=1000, 
             device="cpu", threads=1, progress=False)
 
 
+@pytest.mark.slow
 def test_a_real_cells_snapshots_and_chunks_stay_within_the_stated_figures(tmp_path, monkeypatch):
     from drm.train import TrainingRun
 
