@@ -1,4 +1,4 @@
-"""The workflow's grid logic (workflow/scripts/grid.py), without Snakemake."""
+"""The workflow's grid logic (drm/grid.py), without Snakemake."""
 import math
 import os
 import shlex

@@ -114,5 +114,5 @@ def test_the_command_prints_cells_totals_and_remaining_hours(tmp_path):
     # last start), 2 x 10,000 at drqv2's measured 12/s: 2,933 s
     assert ("to train: 5 cells, 38,000 frames, about 0.8 CPU job-hours (3 at their measured speed, the "
             "others at the median measured on their agent and task, else resources.frames_per_hour)") in out
-    # the cost block of workflow/scripts/grid.py (tests/test_grid.py), at --jobs cells at once
+    # the cost block of drm/grid.py (tests/test_grid.py), at --jobs cells at once
     assert "  3 cell(s) at once (--jobs 3): RAM " in out
