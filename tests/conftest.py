@@ -1,4 +1,4 @@
-"""Shared pytest fixtures."""
+"""The suite's hooks (order, completeness) and shared fixtures (the tiny grid, the SLURM cluster)."""
 
 from __future__ import annotations
 
