@@ -167,7 +167,7 @@ class TrainingRun:
         self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS)
         # Watching the run: videos of chosen evaluations, the curves in TensorBoard / W&B.
         self.videos = video.Videos(self.out, video.filmed(self.cfg), self.warn)
-        self.loggers = Loggers(self.cfg, self.out, self.work)
+        self.loggers = Loggers(self.cfg, self.out, self.work, {"eval": self.eval_log, "train": self.train_log})
 
     def build(self) -> None:
         """The environments, the agent and the replay: only once out_dir is known to be usable."""
@@ -192,8 +192,7 @@ class TrainingRun:
                                    sample_running_episode=cfg.agent.replay_sample_running_episode)
         self.batches = BatchPrefetcher(self.replay, cfg.batch_size, self.device, enabled=cfg.prefetch_batches)
         self.agent_columns = list(self.agent.log_columns())
-        self.train_log = CsvLog(self.work / "train.csv", TRAIN_COLUMNS + [
-            c for c in self.agent_columns if c not in TRAIN_COLUMNS])
+        self.train_log.columns += [c for c in self.agent_columns if c not in TRAIN_COLUMNS]
 
     def _require_built(self, what: str) -> None:
         if self.agent is None:

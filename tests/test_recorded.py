@@ -30,7 +30,11 @@ def test_the_section_is_planned_from_the_recorded_files_without_training(wf):
     for path in (f"docs/validation/runs/drqv2/{TASK}/seed1/eval.csv",  # inputs
                  "results/recorded/figures/dormant_ratio.png", f"results/recorded/validate/{TASK}.png"):
         assert path in done.stdout
-    assert "mechanisms" not in done.stdout  # no DrM run recorded in this copy
+    assert f"{DRM_RUN}/train.csv" in done.stdout  # the recorded DrM run, and its figure
+    assert f"results/recorded/mechanisms/{TASK}_seed1.png" in done.stdout
+    shutil.rmtree(wf / DRM_RUN)  # without a DrM run: no mechanisms figure
+    done = snakemake(wf, "-n", "recorded", "--configfile", "config/demo.yaml")
+    assert planned_jobs(done) == {"recorded": 1} and "mechanisms" not in done.stdout
     write_drm_run(wf / DRM_RUN)  # a DrM run lands: its figure is planned
     done = snakemake(wf, "-n", "recorded", "--configfile", "config/demo.yaml")
     assert planned_jobs(done) == {"recorded": 1}
@@ -39,7 +43,7 @@ def test_the_section_is_planned_from_the_recorded_files_without_training(wf):
 
 
 def test_the_section_draws_the_recorded_runs_and_the_report_shows_it(wf):
-    write_drm_run(wf / DRM_RUN)
+    """The runs as recorded: DrQ-v2's and DrM's 40k-frame CPU runs (docs/validation.md)."""
     done = snakemake(wf, "--cores", "1", "recorded", "--configfile", "config/demo.yaml", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (wf / "results" / "runs").exists(), "nothing trained"
@@ -49,9 +53,10 @@ def test_the_section_draws_the_recorded_runs_and_the_report_shows_it(wf):
         f"drm {TASK} seed 1: 1000.0 at 40000 frames; published 1000.0-1000.0 (10 seeds): inside "
         "(against the record of drqv2_published:drqv2)",
         f"drqv2 {TASK} seed 1: 1000.0 at 40000 frames; published 1000.0-1000.0 (10 seeds): inside"]
-    assert summary[2].startswith("DrM: awakens at frame 9,000;")
+    assert summary[2].startswith("DrM: awakens at frame 4,896;")
     tidy = (out / "aggregate" / "tidy.csv").read_text()
-    assert f"harness,drqv2,{TASK},1,40000,1000.0," in tidy  # the recorded run, imported
+    assert f"harness,drqv2,{TASK},1,40000,1000.0," in tidy  # the recorded runs, imported
+    assert f"harness,drm,{TASK},1,20000,1000.0," in tidy
     for png in ("figures/dormant_ratio.png", "figures/task_curves_mean_std.png",
                 f"validate/{TASK}.png", f"mechanisms/{TASK}_seed1.png"):
         assert (out / png).stat().st_size > 20_000, png

@@ -11,6 +11,15 @@ def _cell(value) -> str:
     return repr(value) if isinstance(value, float) else str(value)
 
 
+def _parsed(text: str):
+    if not text:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 class CsvLog:
     def __init__(self, path: Path, columns: list[str]):
         self.path, self.columns, self.rows = Path(path), list(columns), 0
@@ -30,6 +39,15 @@ class CsvLog:
             writer.writerows(kept)
         os.replace(tmp, self.path)
         self.rows = rows
+
+    def read(self, first: int, stop: int) -> list[dict]:
+        """Rows first..stop-1 as written (numbers as floats, an empty cell as None): what a
+        resumption logs again to a logger that may have lost them."""
+        if stop <= first or not self.path.exists():
+            return []
+        with open(self.path, newline="") as f:
+            rows = list(csv.DictReader(f))[first:stop]
+        return [{key: _parsed(value) for key, value in row.items()} for row in rows]
 
     def write(self, row: dict) -> None:
         with open(self.path, "a", newline="") as f:

@@ -12,13 +12,14 @@ the curves continue with no step twice and none rewound.
 
 W&B (optional: `pip install 'drm-repro[wandb]'`): one run per cell, project `wandb_project`,
 group agent/task, name agent/task/seedN, the resolved config as its config, frames as its x axis.
-`work/wandb.json` keeps the run's id, so a resumption continues the same run from the snapshot's
-rows on. W&B keeps what a killed process had logged only in part (its last rows may never reach
-the run), so the rows after the snapshot are logged again, and a frame the killed process did get
-through appears twice. A row logged in the moments before the snapshot that W&B had not yet
-written when the process was killed is missing from the W&B run (the CSVs and TensorBoard have
-it): seen once in CI's A-LIX test, killed within a second of its snapshot. (TensorBoard's files
-can be cut back; a W&B run cannot.)
+`work/wandb.json` keeps the run's id, so a resumption continues the same run. W&B writes what is
+logged a little later, in its own process, and keeps only in part what a killed process had
+logged; a W&B run cannot be cut back. So a resumption first logs again, from the CSVs, the rows
+written since the snapshot *before* the one it resumes from (a row is lost to W&B only if W&B did
+not write it in a whole snapshot interval), then goes on from the snapshot. A frame logged again,
+or one the killed process got through, appears twice with its value (the CSVs and TensorBoard
+hold every row once). CI once saw the loss this prevents: A-LIX's train row logged just before a
+snapshot, the process killed within a second of it.
 """
 import json
 import math
@@ -91,7 +92,8 @@ class TensorBoardLog:
 
 
 class WandbLog:
-    def __init__(self, cfg, run: Path, work: Path):
+    def __init__(self, cfg, run: Path, work: Path, logs: dict, state: dict):
+        """`logs`: the cell's CsvLogs by kind; `state`: what the snapshot being resumed recorded."""
         import wandb
 
         self.record_path = work / "wandb.json"  # the run's id, so a resumption continues the run
@@ -113,12 +115,23 @@ class WandbLog:
         tmp = self.record_path.with_name(self.record_path.name + ".tmp")
         tmp.write_text(json.dumps({"id": self.run.id}))
         os.replace(tmp, self.record_path)
+        # Rows per kind [first, stop) that may not have reached W&B before the kill: logged again.
+        relog = state.get("relog", {})
+        again = [(kind, row) for kind, (first, stop) in relog.items() for row in logs[kind].read(first, stop)]
+        for kind, row in sorted(again, key=lambda kind_row: (kind_row[1]["frame"], kind_row[0] == "eval")):
+            self.write(kind, row)
+        self.logs = logs
+        self.settled = {kind: relog.get(kind, (0, 0))[1] for kind in logs}  # at the snapshot resumed
 
     def write(self, kind: str, row: dict) -> None:
         self.run.log({"frame": int(row["frame"]), **{f"{kind}/{key}": value for key, value in scalars(row).items()}})
 
     def state(self) -> dict:
-        return {}
+        """At a snapshot: the rows since the previous one, which a resumption from it logs again."""
+        rows = {kind: log.rows for kind, log in self.logs.items()}
+        relog = {kind: (self.settled[kind], rows[kind]) for kind in rows}
+        self.settled = rows
+        return {"relog": relog}
 
     def close(self) -> None:
         self.run.finish()
@@ -127,8 +140,9 @@ class WandbLog:
 class Loggers:
     """The cell's loggers; opened by `start` once the cell knows where it resumes from."""
 
-    def __init__(self, cfg, run: Path, work: Path):
-        self.cfg, self.run, self.work = cfg, Path(run), Path(work)
+    def __init__(self, cfg, run: Path, work: Path, logs: dict):
+        """`logs`: the cell's CsvLogs by kind (eval, train), which W&B logs again from on resuming."""
+        self.cfg, self.run, self.work, self.logs = cfg, Path(run), Path(work), logs
         self.names = list(cfg.loggers)
         self.open = {}
 
@@ -139,7 +153,7 @@ class Loggers:
         if "tensorboard" in self.names:
             self.open["tensorboard"] = TensorBoardLog(self.run, state.get("tensorboard", {}))
         if "wandb" in self.names:
-            self.open["wandb"] = WandbLog(self.cfg, self.run, self.work)
+            self.open["wandb"] = WandbLog(self.cfg, self.run, self.work, self.logs, state.get("wandb", {}))
 
     def write(self, kind: str, row: dict) -> None:
         for logger in self.open.values():
