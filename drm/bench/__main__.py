@@ -3,7 +3,8 @@ statistics on a paper-size synthetic grid (drm.bench.stats); `--parse` the wait 
 Snakemake command prints (drm.bench.parse); `--gpu` cells sharing one GPU (drm.bench.gpu);
 `--levers` each candidate speed-up of the update against the default (drm.bench.levers);
 `--against-official DIR` the official DrQ-v2 code's end-to-end frames/s beside ours
-(drm.bench.against_official); `--watch` what evaluation videos and TensorBoard cost (drm.bench.watch)."""
+(drm.bench.against_official); `--official-run DIR` the official A-LIX code's own training run,
+judged against the published band (drm.bench.official_run); `--watch` what evaluation videos and TensorBoard cost (drm.bench.watch)."""
 import importlib
 import sys
 
@@ -11,6 +12,7 @@ from drm.cell.allocator import restart_with_allocator_env
 
 MODES = {"--parse": "drm.bench.parse", "--aggregate": "drm.bench.stats", "--gpu": "drm.bench.gpu",
          "--levers": "drm.bench.levers", "--against-official": "drm.bench.against_official",
+         "--official-run": "drm.bench.official_run",
          "--watch": "drm.bench.watch"}
 
 

@@ -120,6 +120,9 @@ def main(argv=None) -> int:
     parser.add_argument("--against-official", metavar="DIR",
                         help="the official DrQ-v2 code (a checkout in DIR) end to end beside our cell, "
                              "instead (drm.bench.against_official)")
+    parser.add_argument("--official-run", metavar="DIR",
+                        help="the official A-LIX code (a checkout in DIR) trained on one task and seed, "
+                             "judged against the published band, instead (drm.bench.official_run)")
     args = parser.parse_args(argv)
 
     result = micro(args.reps, args.profile)

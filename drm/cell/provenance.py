@@ -12,8 +12,9 @@ import torch
 PACKAGES = ("drm-repro", "torch", "mujoco", "dm_control", "numpy", "hydra-core", "omegaconf")
 
 
-def git_state() -> dict:
-    repo = Path(__file__).resolve().parents[2]
+def git_state(repo: Path | None = None) -> dict:
+    """The commit and dirtiness of `repo` (default: this harness's own checkout)."""
+    repo = Path(__file__).resolve().parents[2] if repo is None else repo
 
     def git(*args):
         try:

@@ -1,0 +1,278 @@
+"""`python -m drm.bench --official-run DIR`: the official A-LIX code's own training run of one
+task and seed, evaluated as our validation runs are and judged against the same published band,
+so a run of ours that falls below the band can be set beside the official code's on the same
+task, seed, frames and machine (docs/validation.md).
+
+DIR is the user's checkout of Aladoro/Stabilizing-Off-Policy-RL (34665c8); the official code is
+never part of this repo. Its `train.py` runs as written (its Hydra config, its agent, its NumPy
+replay buffer, its evaluation), with only command-line overrides: the task, seed and device, the
+frame budget, evaluation every `--eval-every` frames with 10 episodes, and no video, TensorBoard or
+checkpoints. One hook reads A-LIX's smoothing strength S and the ND score it is tuned by after
+each update (the official code logs neither), so the run's train.csv has them per episode as ours
+does. The official replay buffer lives in memory and is not in its snapshot: an official run
+cannot resume, so an unfinished one is refused rather than overwritten.
+
+Writes to --out: eval.csv and train.csv (our columns), verdict.csv (each evaluation against the
+published DrQ-v2 seeds), official_config.yaml (the config Hydra composed), run.log (the official
+code's output) and meta.json (both commits, the command, packages, machine, times).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import runpy
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+PROG = "python -m drm.bench --official-run"
+OFFICIAL_FILES = ("train.py", "drqv2.py", "analysis_layers.py", "analysis_modules.py",
+                  "np_replay_buffer.py", "cfgs/algo/ALIX.yaml")
+# The official train.py's imports beyond our environment (its logger and video recorder).
+OFFICIAL_PACKAGES = {"termcolor": "termcolor", "cv2": "opencv-python-headless",
+                     "imageio": "imageio", "tensorboard": "tensorboard",
+                     "hydra_plugins.hydra_submitit_launcher": "hydra-submitit-launcher"}
+ACTION_REPEAT = 2  # cfgs/algo/ALIX.yaml
+EPISODE_FRAMES = 1000
+EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
+HOOK_COLUMNS = ["lix_nd_score", "lix_s"]  # our A-LIX's train.csv names for the same two values
+REPO = Path(__file__).resolve().parents[2]
+PUBLISHED = {"name": "drqv2_published", "path": "results/published/drqv2", "format": "drqv2"}
+REFERENCE = ("drqv2_published", "drqv2")
+AGENT = "alix-official"  # the run's name in verdict.csv: not one of the harness's agents
+
+
+def official_dir(path: str) -> Path:
+    """The checkout, or SystemExit in one line naming the path and what it must hold."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        problem = "is not a directory" if root.exists() else "does not exist"
+    else:
+        missing = [name for name in OFFICIAL_FILES if not (root / name).is_file()]
+        if not missing:
+            return root.resolve()
+        problem = f"lacks {', '.join(missing)}"
+    raise SystemExit(f"{PROG}: {path} {problem}: expected a checkout of "
+                     f"Aladoro/Stabilizing-Off-Policy-RL holding {', '.join(OFFICIAL_FILES)}")
+
+
+def missing_packages() -> list[str]:
+    """The pip names of the official code's imports this Python lacks."""
+    import importlib.util
+
+    missing = []
+    for module, package in OFFICIAL_PACKAGES.items():
+        try:
+            found = importlib.util.find_spec(module) is not None
+        except ModuleNotFoundError:
+            found = False
+        if not found:
+            missing.append(package)
+    return missing
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("official", metavar="DIR", help="a checkout of Aladoro/Stabilizing-Off-Policy-RL")
+    parser.add_argument("--task", default="cartpole_balance_sparse", help="a task of the official cfgs/task/")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--frames", type=int, default=20000,
+                        help="frames to train; the last evaluation is at this frame")
+    parser.add_argument("--eval-every", type=int, default=20000,
+                        help="frames between evaluations (and one at frame 0), as config/validate.yaml")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS)")
+    parser.add_argument("--device", default="cpu", help="the official `device` (cpu or cuda)")
+    parser.add_argument("--out", default=None,
+                        help="results folder (default results/official/alix/<task>/seed<seed>)")
+    args = parser.parse_args(argv)
+    for name in ("frames", "eval_every", "threads"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a positive integer")
+    if args.frames % args.eval_every:
+        parser.error(f"--frames {args.frames} is not a multiple of --eval-every {args.eval_every}: "
+                     "the last evaluation must fall on the last frame")
+    if args.eval_every % EPISODE_FRAMES:
+        parser.error(f"--eval-every {args.eval_every}: give whole {EPISODE_FRAMES}-frame episodes")
+    if args.out is None:
+        args.out = f"results/official/alix/{args.task}/seed{args.seed}"
+    return args
+
+
+def overrides(task: str, seed: int, frames: int, eval_every: int, device: str, run_dir: Path) -> list[str]:
+    """The official train.py's command-line overrides: only what the validation protocol fixes.
+    `num_train_frames` is one agent step past `frames`: the official loop evaluates at the top of
+    a step, so its last evaluation needs one step at `frames` (our cell evaluates at the end)."""
+    return [f"task@_global_={task}", f"seed={seed}", f"device={device}",
+            f"num_train_frames={frames + ACTION_REPEAT}", f"eval_every_frames={eval_every}",
+            "num_eval_episodes=10", "save_video=false", "save_train_video=false", "use_tb=false",
+            "save_checkpoints=false", "save_snapshot=false", f"hydra.run.dir={run_dir}"]
+
+
+def official_eval(path: Path) -> list[dict]:
+    """The official eval.csv's rows (its logger sorts the columns by name) in our column order."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    return [{"frame": int(float(r["frame"])), "step": int(float(r["step"])),
+             "episode": int(float(r["episode"])), "episode_reward": float(r["episode_reward"]),
+             "episode_length": float(r["episode_length"]), "total_time": float(r["total_time"])}
+            for r in rows]
+
+
+def official_train(path: Path, hooked: Path) -> list[dict]:
+    """The official train.csv's episode rows, each with the hook's S and ND at its frame."""
+    with open(hooked, newline="") as f:
+        by_frame = {int(r["frame"]): r for r in csv.DictReader(f)}
+    rows = []
+    with open(path, newline="") as f:
+        for r in csv.DictReader(f):
+            frame = int(float(r["frame"]))
+            rows.append({"frame": frame, "step": int(float(r["step"])),
+                         "episode": int(float(r["episode"])),
+                         "episode_reward": float(r["episode_reward"]),
+                         "episode_length": int(float(r["episode_length"])),
+                         "buffer_size": int(float(r["buffer_size"])), "fps": float(r["fps"]),
+                         "total_time": float(r["total_time"]),
+                         **{c: float(by_frame[frame][c]) if frame in by_frame else "" for c in HOOK_COLUMNS}})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def judged(eval_rows: list[dict], task: str, seed: int):
+    """verdict.csv's table: each evaluation against the published DrQ-v2 seeds at its frame."""
+    import pandas as pd
+
+    from drm.analysis import results, validation
+
+    published = results.load(REPO / "results" / "runs-none", [], [task], [], [
+        {**PUBLISHED, "path": str(REPO / PUBLISHED["path"])}], skip_bad=False).tidy
+    ours = pd.DataFrame([dict(source=results.HARNESS, agent=AGENT, task=task, seed=seed,
+                              frame=r["frame"], episode_reward=r["episode_reward"],
+                              dormant_ratio=float("nan")) for r in eval_rows])
+    return validation.verdicts(pd.concat([published, ours], ignore_index=True), REFERENCE, [AGENT])
+
+
+def run(args) -> Path:
+    """Train with the official code in a child Python (its modules import each other by bare
+    name), then write our files. Returns the results folder."""
+    out = Path(args.out).resolve()
+    if (out / "eval.csv").is_file():
+        return out  # done: only the verdict is written again (no checkout needed)
+    official = official_dir(args.official)
+    work = out / "work"
+    if work.exists():
+        raise SystemExit(f"{PROG}: {work} holds an unfinished official run; the official A-LIX code "
+                         "cannot resume (its replay buffer lives in memory): delete that folder to "
+                         "train again from frame 0")
+    missing = missing_packages()
+    if missing:
+        raise SystemExit(f"{PROG}: the official train.py imports packages this Python lacks: "
+                         f"pip install {' '.join(missing)}")
+    work.mkdir(parents=True)
+    settings = dict(official=str(official), threads=args.threads, hooked=str(work / "lix.csv"),
+                    argv=overrides(args.task, args.seed, args.frames, args.eval_every, args.device,
+                                   work.resolve()))
+    path = os.pathsep.join(p for p in (str(official), str(REPO), os.environ.get("PYTHONPATH")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(args.threads)}
+    started = time.time()
+    with open(out / "run.log", "w") as log:
+        done = subprocess.run([sys.executable, "-m", __name__, json.dumps(settings)], cwd=official,
+                              env=env, stdout=log, stderr=subprocess.STDOUT)
+    if done.returncode != 0:
+        raise SystemExit(f"{PROG}: the official run failed (exit {done.returncode}); its output is "
+                         f"in {out / 'run.log'}, its files in {work}")
+    write_csv(out / "train.csv", official_train(work / "train.csv", work / "lix.csv"),
+              ["frame", "step", "episode", "episode_reward", "episode_length", "buffer_size", "fps",
+               "total_time", *HOOK_COLUMNS])
+    shutil.copy(work / ".hydra" / "config.yaml", out / "official_config.yaml")
+    from drm.cell import provenance
+
+    meta = dict(official={"dir": str(official), **provenance.git_state(official)}, harness=provenance.git_state(),
+                command=[PROG, *sys.argv[1:]], overrides=settings["argv"], task=args.task,
+                seed=args.seed, frames=args.frames, threads=args.threads,
+                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+                seconds=round(time.time() - started, 1), packages=provenance.versions(),
+                machine=provenance.machine(__import__("torch").device(args.device)))
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_csv(out / "eval.csv", official_eval(work / "eval.csv"), EVAL_COLUMNS)  # last: marks done
+    shutil.rmtree(work)
+    return out
+
+
+def main(argv=None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else list(argv))
+    out = run(args)
+    from drm.analysis import validation
+
+    table = judged(official_eval(out / "eval.csv"), args.task, args.seed)
+    table.to_csv(out / "verdict.csv", index=False)
+    for row in table.itertuples(index=False):
+        print(f"{AGENT} {row.task} seed {row.seed} frame {row.frame}: {row.episode_reward:.1f}; "
+              f"published {row.published_min:.1f}-{row.published_max:.1f}: {row.verdict} "
+              f"(rank {row.percentile_rank:.0f})")
+    print("\n".join(validation.summary_lines(table)))
+    return 0
+
+
+class _Hook:
+    """Reads S and the ND score after each update of the official agent; at each episode's end
+    (500 agent steps) appends the episode's last S and mean ND to a CSV."""
+
+    def __init__(self, agent, path: Path, target: float):
+        self.agent, self.path, self.target, self.nd = agent, path, target, []
+        self.update = agent.update
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerow(["frame", *HOOK_COLUMNS])
+
+    def __call__(self, replay_buffer, step):
+        metrics = self.update(replay_buffer, step)
+        s = self.agent.encoder.aug.P  # the tied S; only the last layer's LearnS sets its gradient
+        if step % self.agent.update_every_steps == 0 and s.grad is not None:
+            self.nd.append(self.target - float(s.grad))  # LearnS: grad = target - ND
+        if (step + 1) % (EPISODE_FRAMES // ACTION_REPEAT) == 0 and self.nd:
+            with open(self.path, "a", newline="") as f:
+                csv.writer(f).writerow([(step + 1) * ACTION_REPEAT, sum(self.nd) / len(self.nd),
+                                        float(s.detach().clamp(0, 1))])
+            self.nd = []
+        return metrics
+
+
+def child(settings: dict) -> None:
+    """The official train.py's main, as `python train.py <overrides>` runs it, plus the hook."""
+    import torch
+
+    torch.set_num_threads(settings["threads"])
+    from drm.cell import rendering
+
+    print(rendering.choose_backend(), flush=True)  # before dm_control, which train.py imports
+    import dm_control.suite  # noqa: F401  (fixes the backend before train.py sets MUJOCO_GL=egl)
+
+    sys.argv = ["train.py", *settings["argv"]]
+    import train
+
+    if Path(train.__file__).resolve().parent != Path(settings["official"]):
+        raise SystemExit(f"{PROG}: train.py came from {train.__file__}, not from {settings['official']}")
+
+    class Hooked(train.Workspace):
+        def __init__(self, cfg):
+            super().__init__(cfg)
+            target = float(cfg.agent.encoder.aug.param_grad_fn_args[1])
+            self.agent.update = _Hook(self.agent, Path(settings["hooked"]), target)
+
+    # As `python train.py`: Hydra finds cfgs/ beside a __main__ file (imported, it would look for
+    # a Python package), and that main takes Workspace from the imported `train`, hooked here.
+    train.Workspace = Hooked
+    runpy.run_path(train.__file__, run_name="__main__")
+
+
+if __name__ == "__main__":  # the child of `run`: argv is its settings as JSON
+    child(json.loads(sys.argv[1]))
