@@ -25,18 +25,19 @@ AGENT = dict(workload.SETTINGS, num_expl_steps=2000, update_every_steps=2, use_t
 REPLAY = dict(max_size=1_000_000, nstep=3, discount=0.99)  # replay_buffer_size, nstep, discount
 
 
-def official_dir(path: str) -> Path:
-    """The checkout, or SystemExit in one line naming the path and what it must hold."""
+def official_dir(path: str, files=OFFICIAL_FILES, repo: str = "facebookresearch/drqv2",
+                 prog: str = PROG) -> Path:
+    """The checkout of `repo`, or SystemExit in one line naming the path and what it must hold
+    (also drm.bench.official_run's check, for its repo and files)."""
     root = Path(path).expanduser()
     if not root.is_dir():
         problem = "is not a directory" if root.exists() else "does not exist"
     else:
-        missing = [name for name in OFFICIAL_FILES if not (root / name).is_file()]
+        missing = [name for name in files if not (root / name).is_file()]
         if not missing:
             return root.resolve()
         problem = f"lacks {', '.join(missing)}"
-    raise SystemExit(f"{PROG}: {path} {problem}: expected a checkout of "
-                     f"facebookresearch/drqv2 holding {', '.join(OFFICIAL_FILES)}")
+    raise SystemExit(f"{prog}: {path} {problem}: expected a checkout of {repo} holding {', '.join(files)}")
 
 
 def parse_args(argv):

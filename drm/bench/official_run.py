@@ -41,23 +41,15 @@ EPISODE_FRAMES = 1000
 EVAL_COLUMNS = ["frame", "step", "episode", "episode_reward", "episode_length", "total_time"]
 HOOK_COLUMNS = ["lix_nd_score", "lix_s"]  # our A-LIX's train.csv names for the same two values
 REPO = Path(__file__).resolve().parents[2]
-PUBLISHED = {"name": "drqv2_published", "path": "results/published/drqv2", "format": "drqv2"}
-REFERENCE = ("drqv2_published", "drqv2")
+RECORDED = REPO / "config" / "recorded.yaml"  # the published seeds and reference the kept runs are judged by
 AGENT = "alix-official"  # the run's name in verdict.csv: not one of the harness's agents
 
 
 def official_dir(path: str) -> Path:
     """The checkout, or SystemExit in one line naming the path and what it must hold."""
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        problem = "is not a directory" if root.exists() else "does not exist"
-    else:
-        missing = [name for name in OFFICIAL_FILES if not (root / name).is_file()]
-        if not missing:
-            return root.resolve()
-        problem = f"lacks {', '.join(missing)}"
-    raise SystemExit(f"{PROG}: {path} {problem}: expected a checkout of "
-                     f"Aladoro/Stabilizing-Off-Policy-RL holding {', '.join(OFFICIAL_FILES)}")
+    from drm.bench.against_official import official_dir as checkout
+
+    return checkout(path, OFFICIAL_FILES, "Aladoro/Stabilizing-Off-Policy-RL", PROG)
 
 
 def missing_packages() -> list[str]:
@@ -148,17 +140,22 @@ def write_csv(path: Path, rows: list[dict], columns: list[str]) -> None:
 
 
 def judged(eval_rows: list[dict], task: str, seed: int):
-    """verdict.csv's table: each evaluation against the published DrQ-v2 seeds at its frame."""
+    """verdict.csv's table: each evaluation against the published seeds at its frame, judged as the
+    validation runs kept in the repository are (config/recorded.yaml: its published sources and
+    reference)."""
     import pandas as pd
 
-    from drm.analysis import results, validation
+    from drm.analysis import recorded, results, validation
 
-    published = results.load(REPO / "results" / "runs-none", [], [task], [], [
-        {**PUBLISHED, "path": str(REPO / PUBLISHED["path"])}], skip_bad=False).tidy
+    config = recorded.load_config(RECORDED)
+    sources = [{**source, "path": str(REPO / source["path"])} for source in config["aggregate"]["published"]]
+    # No harness agents: only the published sources are read (the runs folder is never looked at).
+    published = results.load(None, [], [task], [], sources, skip_bad=False).tidy
     ours = pd.DataFrame([dict(source=results.HARNESS, agent=AGENT, task=task, seed=seed,
                               frame=r["frame"], episode_reward=r["episode_reward"],
                               dormant_ratio=float("nan")) for r in eval_rows])
-    return validation.verdicts(pd.concat([published, ours], ignore_index=True), REFERENCE, [AGENT])
+    reference = validation.parse_reference(config["validate"]["reference"])
+    return validation.verdicts(pd.concat([published, ours], ignore_index=True), reference, [AGENT])
 
 
 def run(args) -> Path:
@@ -183,6 +180,10 @@ def run(args) -> Path:
                                    work.resolve()))
     path = os.pathsep.join(p for p in (str(official), str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(args.threads)}
+    from drm.cell import provenance
+
+    code = dict(official={"dir": str(official), **provenance.git_state(official)},
+                harness=provenance.git_state())  # as they were when it started
     started = time.time()
     with open(out / "run.log", "w") as log:
         done = subprocess.run([sys.executable, "-m", __name__, json.dumps(settings)], cwd=official,
@@ -194,14 +195,14 @@ def run(args) -> Path:
               ["frame", "step", "episode", "episode_reward", "episode_length", "buffer_size", "fps",
                "total_time", *HOOK_COLUMNS])
     shutil.copy(work / ".hydra" / "config.yaml", out / "official_config.yaml")
-    from drm.cell import provenance
+    import torch
 
-    meta = dict(official={"dir": str(official), **provenance.git_state(official)}, harness=provenance.git_state(),
-                command=[PROG, *sys.argv[1:]], overrides=settings["argv"], task=args.task,
+    torch.set_num_threads(args.threads)  # so that the machine's record states the child's threads
+    meta = dict(**code, command=[PROG, *sys.argv[1:]], overrides=settings["argv"], task=args.task,
                 seed=args.seed, frames=args.frames, threads=args.threads,
                 started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
                 seconds=round(time.time() - started, 1), packages=provenance.versions(),
-                machine=provenance.machine(__import__("torch").device(args.device)))
+                machine=provenance.machine(torch.device(args.device)))
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     write_csv(out / "eval.csv", official_eval(work / "eval.csv"), EVAL_COLUMNS)  # last: marks done
     shutil.rmtree(work)
@@ -216,9 +217,12 @@ def main(argv=None) -> int:
     table = judged(official_eval(out / "eval.csv"), args.task, args.seed)
     table.to_csv(out / "verdict.csv", index=False)
     for row in table.itertuples(index=False):
-        print(f"{AGENT} {row.task} seed {row.seed} frame {row.frame}: {row.episode_reward:.1f}; "
-              f"published {row.published_min:.1f}-{row.published_max:.1f}: {row.verdict} "
-              f"(rank {row.percentile_rank:.0f})")
+        head = f"{AGENT} {row.task} seed {row.seed} frame {row.frame}: {row.episode_reward:.1f}; "
+        if row.verdict in (validation.INSIDE, validation.BELOW, validation.ABOVE):
+            print(head + f"published {row.published_min:.1f}-{row.published_max:.1f}: {row.verdict} "
+                         f"(percentile rank {row.percentile_rank:.0f})")
+        else:
+            print(head + row.verdict)
     print("\n".join(validation.summary_lines(table)))
     return 0
 
