@@ -43,20 +43,23 @@ def test_the_section_is_planned_from_the_recorded_files_without_training(wf):
 
 
 def test_the_section_draws_the_recorded_runs_and_the_report_shows_it(wf):
-    """The runs as recorded: DrQ-v2's and DrM's 40k-frame CPU runs (docs/validation.md)."""
+    """The runs as recorded: the 40k-frame CPU runs of all three agents (docs/validation.md)."""
     done = snakemake(wf, "--cores", "1", "recorded", "--configfile", "config/demo.yaml", timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert not (wf / "results" / "runs").exists(), "nothing trained"
     out = wf / "results" / "recorded"
     summary = (out / "summary.txt").read_text().splitlines()
-    assert summary[:2] == [
+    assert summary[:3] == [
+        f"alix {TASK} seed 1: 37.8 at 40000 frames; published 1000.0-1000.0 (10 seeds): below "
+        "(against the record of drqv2_published:drqv2)",
         f"drm {TASK} seed 1: 1000.0 at 40000 frames; published 1000.0-1000.0 (10 seeds): inside "
         "(against the record of drqv2_published:drqv2)",
         f"drqv2 {TASK} seed 1: 1000.0 at 40000 frames; published 1000.0-1000.0 (10 seeds): inside"]
-    assert summary[2].startswith("DrM: awakens at frame 4,896;")
+    assert summary[3].startswith("DrM: awakens at frame 4,896;")
     tidy = (out / "aggregate" / "tidy.csv").read_text()
     assert f"harness,drqv2,{TASK},1,40000,1000.0," in tidy  # the recorded runs, imported
     assert f"harness,drm,{TASK},1,20000,1000.0," in tidy
+    assert f"harness,alix,{TASK},1,40000,37.8," in tidy
     for png in ("figures/dormant_ratio.png", "figures/task_curves_mean_std.png",
                 f"validate/{TASK}.png", f"mechanisms/{TASK}_seed1.png"):
         assert (out / png).stat().st_size > 20_000, png

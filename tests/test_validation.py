@@ -194,7 +194,7 @@ RECORDED = REPO / "docs" / "validation" / "runs"  # the validation runs kept in 
 
 def test_the_recorded_runs_import_as_a_runs_folder():
     """Every run kept under docs/validation/runs lies in its own folder and passes the importer's
-    checks; DrQ-v2's and DrM's 40k-frame CPU runs are among them."""
+    checks; the 40k-frame CPU runs of all three agents are among them."""
     cells = [tuple(p.relative_to(RECORDED).parts) for p in sorted(RECORDED.glob("*/*/seed*"))]
     assert ("drqv2", TASK, "seed1") in cells
     for agent, task, seed in cells:
@@ -206,3 +206,6 @@ def test_the_recorded_runs_import_as_a_runs_folder():
     assert drqv2["dormant_ratio"].iloc[1:].between(0, 1).all()  # train.csv came with it
     drm = results.load(RECORDED, ["drm"], [TASK], [1], [], skip_bad=False).tidy
     assert list(drm["frame"]) == [0, 20000, 40000] and list(drm["episode_reward"]) == [51.1, 1000.0, 1000.0]
+    alix = results.load(RECORDED, ["alix"], [TASK], [1], [], skip_bad=False).tidy
+    assert list(alix["frame"]) == [0, 20000, 40000] and list(alix["episode_reward"]) == [43.1, 29.2, 37.8]
+    assert alix["dormant_ratio"].iloc[1:].between(0, 1).all()
