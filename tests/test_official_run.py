@@ -2,13 +2,20 @@
 code is never in this repo (CI has no checkout), so these check what surrounds it: the refusals,
 each in one line before anything trains; the official files read into our columns (formats as
 the official logger wrote them in docs/validation/official); the verdicts against the real
-published seeds; and the hook's arithmetic on the official LearnS convention."""
+published seeds; the hook's arithmetic on the official LearnS convention; and the snapshot a
+stopped official run continues from, put back with a real dm_control environment."""
 import csv
+import json
 import os
+import random
+import shutil
 import subprocess
 import sys
+import time
+import types
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -51,6 +58,7 @@ def test_a_bad_official_path_is_refused_in_one_line_before_any_import(tmp_path):
     (["--frames", "30000"], "--frames 30000 is not a multiple of --eval-every 20000"),
     (["--eval-every", "1500", "--frames", "3000"], "--eval-every 1500: give whole 1000-frame episodes"),
     (["--threads", "0"], "--threads 0: give a positive integer"),
+    (["--snapshot-every", "2500"], "--snapshot-every 2500: give whole 1000-frame episodes"),
 ])
 def test_bad_budgets_are_refused_in_one_line(tmp_path, args, message):
     done = _bench(_checkout(tmp_path / "official"), "--out", tmp_path / "out", *args)
@@ -58,17 +66,41 @@ def test_bad_budgets_are_refused_in_one_line(tmp_path, args, message):
     assert not (tmp_path / "out").exists()
 
 
-def test_an_unfinished_official_run_is_refused_and_kept(tmp_path):
-    # The official replay buffer lives in memory: its run cannot resume. Its files stay.
+def _unfinished(out: Path, argv: list[str], commit: str | None, snapshot: bool = True) -> Path:
+    """An official run stopped after its first snapshot, as `run` leaves its work folder."""
+    work = out / "work"
+    work.mkdir(parents=True)
+    (work / "eval.csv").write_text("episode,episode_length,episode_reward,frame,step,total_time\n")
+    (work / "settings.json").write_text(json.dumps(dict(argv=argv, official=dict(commit=commit))))
+    if snapshot:
+        (work / official_run.SNAPSHOT).write_bytes(b"state")
+    return work
+
+
+def test_an_unfinished_official_run_that_cannot_continue_is_refused_and_kept(tmp_path):
     out = tmp_path / "out"
-    (out / "work").mkdir(parents=True)
-    (out / "work" / "eval.csv").write_text("episode,episode_length,episode_reward,frame,step,total_time\n")
+    argv = official_run.overrides("cartpole_balance_sparse", 1, 20000, 20000, "cpu", (out / "work").resolve())
+    work = _unfinished(out, argv, None, snapshot=False)
+    keep = f"or delete {work} to train again from frame 0"
     done = _bench(_checkout(tmp_path / "official"), "--out", out)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines() == [
-        f"{PROG}: {out / 'work'} holds an unfinished official run; the official A-LIX code cannot "
-        "resume (its replay buffer lives in memory): delete that folder to train again from frame 0"]
-    assert (out / "work" / "eval.csv").is_file()
+        f"{PROG}: {work} holds an unfinished official run without a snapshot to continue from (one "
+        f"is taken every --snapshot-every frames): {keep}"]
+    (work / official_run.SNAPSHOT).write_bytes(b"state")  # a snapshot, but other settings
+    done = _bench(_checkout(tmp_path / "official"), "--out", out, "--seed", "2")
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"{PROG}: {work} holds an official run of other settings: seed=2 (was seed=1); give its "
+        f"settings to continue it, {keep}"]
+    shutil.rmtree(out)  # the same settings, another official commit
+    work = _unfinished(out, argv, "0123abc")
+    with pytest.raises(SystemExit) as raised:
+        official_run.continued(work, argv, "4567def")
+    assert str(raised.value) == (f"{PROG}: {work} was started with the official code at 0123abc, the "
+                                 f"checkout is at 4567def: check that commit out to continue it, {keep}")
+    assert official_run.continued(work, argv, "0123abc")["argv"] == argv  # it continues
+    assert sorted(p.name for p in work.iterdir()) == ["eval.csv", official_run.SNAPSHOT, "settings.json"]
 
 
 def test_missing_official_packages_are_named_with_the_pip_command(tmp_path, monkeypatch):
@@ -156,3 +188,83 @@ def test_the_hook_reads_nd_from_the_official_gradient_of_s_and_writes_one_row_pe
     assert float(rows[0]["lix_nd_score"]) == pytest.approx(sum(nd) / len(nd), abs=1e-6)
     assert float(rows[0]["lix_s"]) == pytest.approx(0.875, abs=1e-5)  # 0.5 + 250 steps of 0.0015
     assert float(rows[1]["lix_s"]) == 1.0  # 1.25, read through the official clamp to [0, 1]
+
+
+class _Agent(torch.nn.Module):
+    """Enough of the official agent for a snapshot: weights, and an update the hook wraps."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = torch.nn.Linear(3, 2)
+
+    def update(self, replay_buffer, step):
+        return {}
+
+
+class _Buffer:
+    """The official EfficientReplayBuffer's layout: arrays for the whole capacity, filled from 0."""
+
+    def __init__(self):
+        self.buffer_size, self.index, self.full = 1000, -1, False
+
+    def add(self, value):
+        if self.index == -1:
+            self.obs, self.index = np.zeros((self.buffer_size, 3), np.uint8), 0
+        self.obs[self.index] = value
+        self.index += 1
+
+
+def _workspace():
+    from dm_control import suite
+
+    timer = types.SimpleNamespace(_start_time=time.time() - 50, _last_time=time.time() - 5)
+    return types.SimpleNamespace(
+        agent=_Agent(), timer=timer, _global_step=1000, _global_episode=2, global_frame=2000,
+        replay_buffer=_Buffer(), train_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}),
+        eval_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}))
+
+
+def test_a_snapshot_put_back_continues_as_the_uninterrupted_run(tmp_path):
+    """What the hooked Workspace saves at an episode's end, written and put back into a freshly
+    built one: the next episode of the real dm_control environment and every random draw
+    as the run that went on, the buffer whole with the loop's repeated first add skipped, the hook
+    around the restored agent with its rows cut back to the snapshot, the pause left out of the timer."""
+    path = tmp_path / "lix.csv"
+    run = _workspace()
+    hook = official_run._Hook(run.agent, path, 0.535)
+    run.agent.update = hook
+    with open(path, "a") as f:
+        f.write("1000,0.7,0.9\n2000,0.6,1.0\n")
+    run.eval_env.reset()  # the evaluation at frame 0 moved its random state
+    for value in range(5):
+        run.replay_buffer.add(value)
+    before = run.train_env.task.random.get_state()
+    first = run.train_env.reset()  # the episode end: reset, add, snapshot
+    run.replay_buffer.add(first.observation["position"][:3] * 0 + 7)
+    official_run.save(run, hook, before, tmp_path / "resume.pt")
+    assert run.agent.update is hook  # the agent keeps its hook
+    went_on = [random.random(), float(np.random.rand()), float(torch.rand(1))]
+    evaluated = run.eval_env.reset().observation["position"]
+    with open(path, "a") as f:
+        f.write("3000,0.5,1.0\n")  # written after the snapshot, before the run was stopped
+    run.replay_buffer.add(8)
+
+    back = _workspace()
+    state = torch.load(tmp_path / "resume.pt", weights_only=False)
+    assert "update" not in vars(state["agent"])  # saved without the hook (which lives in __main__)
+    state["saved_at"] -= 100  # stopped for 100 s
+    restored = official_run.restore(back, state, path, 0.535)
+    again = back.train_env.reset()  # the official loop's first lines on a continued run
+    back.replay_buffer.add(7)  # already in the buffer: skipped
+    assert np.array_equal(again.observation["position"], first.observation["position"])
+    assert [random.random(), float(np.random.rand()), float(torch.rand(1))] == went_on
+    assert np.array_equal(back.eval_env.reset().observation["position"], evaluated)
+    back.replay_buffer.add(8)
+    assert back.replay_buffer.index == run.replay_buffer.index == 7
+    assert np.array_equal(back.replay_buffer.obs, run.replay_buffer.obs)
+    assert back.replay_buffer.obs.shape == (1000, 3)
+    assert len(state["replay_buffer"]["arrays"]["obs"][0]) == 6  # only the slots written
+    assert back.agent.update is restored and restored.agent is back.agent
+    assert torch.equal(back.agent.net.weight, run.agent.net.weight)
+    assert path.read_text().splitlines() == ["frame,lix_nd_score,lix_s", "1000,0.7,0.9", "2000,0.6,1.0"]
+    assert back.timer._start_time - run.timer._start_time == pytest.approx(100, abs=5)

@@ -3,6 +3,7 @@ import json
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -30,9 +31,13 @@ PROFILE_ARGS = ["--workflow-profile", "workflow/profiles/slurm", "--slurm-init-s
                 "--retries", "0", "--jobs", "2"]
 
 
-def squeue(*fields) -> list[list[str]]:
-    out = subprocess.run(["squeue", "-h", "-o", " ".join(fields)], capture_output=True, text=True, timeout=30)
-    return [line.split() for line in out.stdout.splitlines()]
+def squeue(*fields, workdir: Path | None = None) -> list[list[str]]:
+    """The queue's jobs, or only those submitted from `workdir`: a job of an earlier test on the
+    shared cluster can still be listed (completing) when the next test looks."""
+    out = subprocess.run(["squeue", "-h", "-o", " ".join((*fields, "%Z"))], capture_output=True,
+                         text=True, timeout=30)
+    rows = [line.split() for line in out.stdout.splitlines()]
+    return [row[:-1] for row in rows if workdir is None or row[-1] == str(workdir)]
 
 
 def job_tres(job_id: str) -> str:
@@ -54,12 +59,12 @@ def test_grid_on_slurm_one_gpu_each_and_a_cancelled_job_resumes(slurm_cluster, t
         while not any(p.exists() for p in snapshots):
             assert first.poll() is None, f"snakemake ended early:\n{first.stdout.read()[-3000:]}"
             assert time.time() < deadline, "no snapshot within 10 minutes"
-            for job_id, state in squeue("%i", "%T"):
+            for job_id, state in squeue("%i", "%T", workdir=wf):
                 if state == "RUNNING":
                     tres[job_id] = job_tres(job_id)
             time.sleep(1)
         resumable = [p.parent.parent for p in snapshots if p.exists()]
-        for job_id, _ in squeue("%i", "%T"):
+        for job_id, _ in squeue("%i", "%T", workdir=wf):
             tres.setdefault(job_id, job_tres(job_id))
         subprocess.run(["scancel", "--user", "root"], check=True, timeout=30)  # preempt every job
         log = first.communicate(timeout=300)[0]

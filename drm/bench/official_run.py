@@ -9,12 +9,14 @@ replay buffer, its evaluation), with only command-line overrides: the task, seed
 frame budget, evaluation every `--eval-every` frames with 10 episodes, and no video, TensorBoard or
 checkpoints. One hook reads A-LIX's smoothing strength S and the ND score it is tuned by after
 each update (the official code logs neither), so the run's train.csv has them per episode as ours
-does. The official replay buffer lives in memory and is not in its snapshot: an official run
-cannot resume, so an unfinished one is refused rather than overwritten.
+does. The official snapshot leaves out the replay buffer (it lives in memory), so this tool takes
+its own at an episode's end every --snapshot-every frames: the whole official state a run needs to
+go on as if never stopped (agent, buffer, counters, timer, random states, both environments'
+random states). The same command continues an unfinished run from it.
 
 Writes to --out: eval.csv and train.csv (our columns), verdict.csv (each evaluation against the
 published DrQ-v2 seeds), official_config.yaml (the config Hydra composed), run.log (the official
-code's output) and meta.json (both commits, the command, packages, machine, times).
+code's output) and meta.json (both commits, the command, packages, machine, each start, times).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import argparse
 import csv
 import json
 import os
+import random
 import runpy
 import shutil
 import subprocess
@@ -43,6 +46,7 @@ HOOK_COLUMNS = ["lix_nd_score", "lix_s"]  # our A-LIX's train.csv names for the 
 REPO = Path(__file__).resolve().parents[2]
 RECORDED = REPO / "config" / "recorded.yaml"  # the published seeds and reference the kept runs are judged by
 AGENT = "alix-official"  # the run's name in verdict.csv: not one of the harness's agents
+SNAPSHOT = "resume.pt"  # in the run's work folder (not the official snapshot.pt, which lacks the buffer)
 
 
 def official_dir(path: str) -> Path:
@@ -77,18 +81,22 @@ def parse_args(argv):
     parser.add_argument("--eval-every", type=int, default=20000,
                         help="frames between evaluations (and one at frame 0), as config/validate.yaml")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (OMP_NUM_THREADS)")
+    parser.add_argument("--snapshot-every", type=int, default=2000,
+                        help="frames between snapshots (at an episode's end) a stopped run continues from")
     parser.add_argument("--device", default="cpu", help="the official `device` (cpu or cuda)")
     parser.add_argument("--out", default=None,
                         help="results folder (default results/official/alix/<task>/seed<seed>)")
     args = parser.parse_args(argv)
-    for name in ("frames", "eval_every", "threads"):
+    for name in ("frames", "eval_every", "threads", "snapshot_every"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give a positive integer")
     if args.frames % args.eval_every:
         parser.error(f"--frames {args.frames} is not a multiple of --eval-every {args.eval_every}: "
                      "the last evaluation must fall on the last frame")
-    if args.eval_every % EPISODE_FRAMES:
-        parser.error(f"--eval-every {args.eval_every}: give whole {EPISODE_FRAMES}-frame episodes")
+    for name in ("eval_every", "snapshot_every"):
+        if getattr(args, name) % EPISODE_FRAMES:
+            parser.error(f"--{name.replace('_', '-')} {getattr(args, name)}: give whole "
+                         f"{EPISODE_FRAMES}-frame episodes")
     if args.out is None:
         args.out = f"results/official/alix/{args.task}/seed{args.seed}"
     return args
@@ -97,11 +105,13 @@ def parse_args(argv):
 def overrides(task: str, seed: int, frames: int, eval_every: int, device: str, run_dir: Path) -> list[str]:
     """The official train.py's command-line overrides: only what the validation protocol fixes.
     `num_train_frames` is one agent step past `frames`: the official loop evaluates at the top of
-    a step, so its last evaluation needs one step at `frames` (our cell evaluates at the end)."""
+    a step, so its last evaluation needs one step at `frames` (our cell evaluates at the end).
+    `save_snapshot` makes the official loop call the snapshot at each episode's end; the hooked
+    Workspace decides which to take and what it holds."""
     return [f"task@_global_={task}", f"seed={seed}", f"device={device}",
             f"num_train_frames={frames + ACTION_REPEAT}", f"eval_every_frames={eval_every}",
             "num_eval_episodes=10", "save_video=false", "save_train_video=false", "use_tb=false",
-            "save_checkpoints=false", "save_snapshot=false", f"hydra.run.dir={run_dir}"]
+            "save_checkpoints=false", "save_snapshot=true", f"hydra.run.dir={run_dir}"]
 
 
 def official_eval(path: Path) -> list[dict]:
@@ -158,6 +168,28 @@ def judged(eval_rows: list[dict], task: str, seed: int):
     return validation.verdicts(pd.concat([published, ours], ignore_index=True), reference, [AGENT])
 
 
+def continued(work: Path, argv: list[str], official_commit: str | None) -> dict | None:
+    """None for a new run; for an unfinished one, the settings of its first start, once this start
+    is known to continue it (same overrides, same official commit, a snapshot to go on from).
+    Anything else is refused in one line, and the folder is kept."""
+    if not work.exists():
+        return None
+    keep = f"or delete {work} to train again from frame 0"
+    if not (work / SNAPSHOT).is_file() or not (work / "settings.json").is_file():
+        raise SystemExit(f"{PROG}: {work} holds an unfinished official run without a snapshot to "
+                         f"continue from (one is taken every --snapshot-every frames): {keep}")
+    first = json.loads((work / "settings.json").read_text())
+    changed = [f"{a} (was {b})" for a, b in zip(argv, first["argv"]) if a != b]
+    if changed or len(argv) != len(first["argv"]):
+        raise SystemExit(f"{PROG}: {work} holds an official run of other settings: "
+                         f"{', '.join(changed) or 'other overrides'}; give its settings to continue it, {keep}")
+    if first["official"].get("commit") != official_commit:
+        raise SystemExit(f"{PROG}: {work} was started with the official code at "
+                         f"{first['official'].get('commit')}, the checkout is at {official_commit}: "
+                         f"check that commit out to continue it, {keep}")
+    return first
+
+
 def run(args) -> Path:
     """Train with the official code in a child Python (its modules import each other by bare
     name), then write our files. Returns the results folder."""
@@ -166,31 +198,35 @@ def run(args) -> Path:
         return out  # done: only the verdict is written again (no checkout needed)
     official = official_dir(args.official)
     work = out / "work"
-    if work.exists():
-        raise SystemExit(f"{PROG}: {work} holds an unfinished official run; the official A-LIX code "
-                         "cannot resume (its replay buffer lives in memory): delete that folder to "
-                         "train again from frame 0")
+    argv = overrides(args.task, args.seed, args.frames, args.eval_every, args.device, work.resolve())
+    from drm.cell import provenance
+
+    code = dict(official={"dir": str(official), **provenance.git_state(official)},
+                harness=provenance.git_state())  # as they are at this start
+    first = continued(work, argv, code["official"].get("commit"))
     missing = missing_packages()
     if missing:
         raise SystemExit(f"{PROG}: the official train.py imports packages this Python lacks: "
                          f"pip install {' '.join(missing)}")
-    work.mkdir(parents=True)
+    if first is None:
+        work.mkdir(parents=True)
+        first = dict(argv=argv, **code)
+        (work / "settings.json").write_text(json.dumps(first, indent=2) + "\n")
+    with open(work / "starts.jsonl", "a") as f:
+        f.write(json.dumps(dict(at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                threads=args.threads, snapshot=(work / SNAPSHOT).is_file(), **code)) + "\n")
     settings = dict(official=str(official), threads=args.threads, hooked=str(work / "lix.csv"),
-                    argv=overrides(args.task, args.seed, args.frames, args.eval_every, args.device,
-                                   work.resolve()))
+                    snapshot=str((work / SNAPSHOT).resolve()), snapshot_every=args.snapshot_every,
+                    argv=argv)
     path = os.pathsep.join(p for p in (str(official), str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(args.threads)}
-    from drm.cell import provenance
-
-    code = dict(official={"dir": str(official), **provenance.git_state(official)},
-                harness=provenance.git_state())  # as they were when it started
-    started = time.time()
-    with open(out / "run.log", "w") as log:
+    with open(out / "run.log", "a") as log:
         done = subprocess.run([sys.executable, "-m", __name__, json.dumps(settings)], cwd=official,
                               env=env, stdout=log, stderr=subprocess.STDOUT)
     if done.returncode != 0:
         raise SystemExit(f"{PROG}: the official run failed (exit {done.returncode}); its output is "
-                         f"in {out / 'run.log'}, its files in {work}")
+                         f"in {out / 'run.log'}, its files in {work}; the same command continues it "
+                         "from its last snapshot")
     write_csv(out / "train.csv", official_train(work / "train.csv", work / "lix.csv"),
               ["frame", "step", "episode", "episode_reward", "episode_length", "buffer_size", "fps",
                "total_time", *HOOK_COLUMNS])
@@ -198,13 +234,16 @@ def run(args) -> Path:
     import torch
 
     torch.set_num_threads(args.threads)  # so that the machine's record states the child's threads
-    meta = dict(**code, command=[PROG, *sys.argv[1:]], overrides=settings["argv"], task=args.task,
-                seed=args.seed, frames=args.frames, threads=args.threads,
-                started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-                seconds=round(time.time() - started, 1), packages=provenance.versions(),
-                machine=provenance.machine(torch.device(args.device)))
+    evals = official_eval(work / "eval.csv")
+    starts = [json.loads(line) for line in (work / "starts.jsonl").read_text().splitlines()]
+    meta = dict(official=first["official"], harness=first["harness"], command=[PROG, *sys.argv[1:]],
+                overrides=argv, task=args.task, seed=args.seed, frames=args.frames,
+                threads=args.threads, snapshot_every=args.snapshot_every,
+                started=starts[0]["at"], starts=starts,
+                seconds=round(evals[-1]["total_time"], 1),  # the official timer, pauses left out
+                packages=provenance.versions(), machine=provenance.machine(torch.device(args.device)))
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-    write_csv(out / "eval.csv", official_eval(work / "eval.csv"), EVAL_COLUMNS)  # last: marks done
+    write_csv(out / "eval.csv", evals, EVAL_COLUMNS)  # last: marks done
     shutil.rmtree(work)
     return out
 
@@ -234,8 +273,16 @@ class _Hook:
     def __init__(self, agent, path: Path, target: float):
         self.agent, self.path, self.target, self.nd = agent, path, target, []
         self.update = agent.update
-        with open(path, "w", newline="") as f:
-            csv.writer(f).writerow(["frame", *HOOK_COLUMNS])
+        if not path.exists():  # a continued run appends to its rows (cut back to its snapshot)
+            with open(path, "w", newline="") as f:
+                csv.writer(f).writerow(["frame", *HOOK_COLUMNS])
+
+    def cut(self, frame: int) -> None:
+        """Drops the rows a stopped run wrote after the snapshot it continues from."""
+        with open(self.path, newline="") as f:
+            rows = [r for r in csv.reader(f)]
+        with open(self.path, "w", newline="") as f:
+            csv.writer(f).writerows([rows[0], *(r for r in rows[1:] if int(r[0]) <= frame)])
 
     def __call__(self, replay_buffer, step):
         metrics = self.update(replay_buffer, step)
@@ -248,6 +295,86 @@ class _Hook:
                                         float(s.detach().clamp(0, 1))])
             self.nd = []
         return metrics
+
+
+def packed(buffer) -> dict:
+    """The official NumPy buffer's attributes, its arrays cut to the slots written so far: they are
+    allocated for the whole capacity (1M steps of frames, 21 GB untouched) and filled from 0."""
+    import numpy as np
+
+    arrays = {k: v for k, v in vars(buffer).items()
+              if isinstance(v, np.ndarray) and v.ndim and len(v) == buffer.buffer_size}
+    used = buffer.buffer_size if buffer.full else max(buffer.index, 0)
+    return dict(attributes={k: v for k, v in vars(buffer).items() if k not in arrays},
+                arrays={k: (v[:used].copy(), v.shape, v.dtype) for k, v in arrays.items()})
+
+
+def unpacked(state: dict, buffer):
+    """`packed` undone into the Workspace's own fresh buffer."""
+    import numpy as np
+
+    vars(buffer).update(state["attributes"])
+    for name, (used, shape, dtype) in state["arrays"].items():
+        array = np.zeros(shape, dtype=dtype)
+        array[:len(used)] = used
+        setattr(buffer, name, array)
+    return buffer
+
+
+def save(workspace, hook: _Hook, before_reset: dict, path: Path) -> None:
+    """Writes what a stopped official run needs to go on as the uninterrupted one: the official
+    snapshot's keys (the whole agent, timer, counters) plus what it leaves out. Taken at an
+    episode's end, after the official loop reset the environment and added the first observation
+    to the buffer, so it keeps the training environment's random state from before that reset."""
+    import numpy as np
+    import torch
+
+    agent = workspace.agent
+    del agent.update  # the hook is not part of the agent's state
+    try:
+        state = dict(agent=agent, timer=workspace.timer, _global_step=workspace._global_step,
+                     _global_episode=workspace._global_episode, replay_buffer=packed(workspace.replay_buffer),
+                     random=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
+                     cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+                     train_env=before_reset, eval_env=workspace.eval_env.task.random.get_state(),
+                     nd=list(hook.nd), saved_at=time.time())
+        torch.save(state, path.with_suffix(".tmp"))
+        os.replace(path.with_suffix(".tmp"), path)  # a run stopped while saving keeps the last one
+    finally:
+        agent.update = hook
+
+
+def restore(workspace, state: dict, hook_path: Path, target: float) -> _Hook:
+    """Puts a snapshot back into a freshly built Workspace; returns the hook, around the restored
+    agent. The official loop starts by resetting the environment and adding the first observation:
+    with the random state from before the snapshot's reset it gets the same episode, and the buffer
+    (which holds that observation already) skips the one add."""
+    import numpy as np
+    import torch
+
+    pause = time.time() - state["saved_at"]
+    for key in ("agent", "timer", "_global_step", "_global_episode"):
+        setattr(workspace, key, state[key])
+    workspace.timer._start_time += pause  # the official timer's times leave the pause out
+    workspace.timer._last_time += pause
+    random.setstate(state["random"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    workspace.train_env.task.random.set_state(state["train_env"])
+    workspace.eval_env.task.random.set_state(state["eval_env"])
+    buffer = workspace.replay_buffer = unpacked(state["replay_buffer"], workspace.replay_buffer)
+
+    def add_once_skipped(time_step):
+        del buffer.add  # the next add is the buffer's own
+
+    buffer.add = add_once_skipped
+    hook = _Hook(workspace.agent, hook_path, target)
+    hook.nd = list(state["nd"])
+    hook.cut(workspace.global_frame)
+    workspace.agent.update = hook
+    return hook
 
 
 def child(settings: dict) -> None:
@@ -267,14 +394,36 @@ def child(settings: dict) -> None:
         raise SystemExit(f"{PROG}: train.py came from {train.__file__}, not from {settings['official']}")
 
     class Hooked(train.Workspace):
+        """The official Workspace with the hook, and snapshots a run can continue from."""
+
         def __init__(self, cfg):
             super().__init__(cfg)
-            target = float(cfg.agent.encoder.aug.param_grad_fn_args[1])
-            self.agent.update = _Hook(self.agent, Path(settings["hooked"]), target)
+            self.target = float(cfg.agent.encoder.aug.param_grad_fn_args[1])
+            self.hook = _Hook(self.agent, Path(settings["hooked"]), self.target)
+            self.agent.update = self.hook
+            reset = self.train_env.reset
+
+            def reset_keeping_the_state_before():
+                self.before_reset = self.train_env.task.random.get_state()
+                return reset()
+
+            self.train_env.reset = reset_keeping_the_state_before
+
+        def save_snapshot(self):  # the official loop calls it at each episode's end
+            if self.global_frame % settings["snapshot_every"] == 0:
+                save(self, self.hook, self.before_reset, Path(settings["snapshot"]))
+
+        def load_snapshot(self):  # the official main calls it when work/snapshot.pt exists
+            state = torch.load(settings["snapshot"], weights_only=False)
+            self.hook = restore(self, state, Path(settings["hooked"]), self.target)
+            print(f"continued from the snapshot at frame {self.global_frame}", flush=True)
 
     # As `python train.py`: Hydra finds cfgs/ beside a __main__ file (imported, it would look for
     # a Python package), and that main takes Workspace from the imported `train`, hooked here.
     train.Workspace = Hooked
+    official_snapshot = Path(settings["snapshot"]).parent / "snapshot.pt"  # what the official main resumes from
+    if Path(settings["snapshot"]).is_file():
+        official_snapshot.touch()  # our load_snapshot reads ours
     runpy.run_path(train.__file__, run_name="__main__")
 
 
