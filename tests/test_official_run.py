@@ -23,7 +23,8 @@ from drm.bench import official_run
 
 REPO = Path(__file__).resolve().parents[1]
 PROG = "python -m drm.bench --official-run"
-RECORDED = REPO / "docs/validation/official/alix/cartpole_balance_sparse/seed1"
+RECORDED = REPO / "docs/validation/official/alix/cartpole_balance_sparse/seed1"  # 20k, in one piece
+RECORDED_40K = REPO / "docs/validation/official/alix/cartpole_balance_sparse/seed1-40k"  # continued twice
 
 
 def _bench(*args, cwd=REPO):
@@ -125,20 +126,36 @@ def test_the_official_loop_runs_one_step_past_the_budget_so_its_last_evaluation_
     assert values["num_eval_episodes"] == "10" and values["hydra.run.dir"] == str(tmp_path)
 
 
-def test_the_recorded_official_run_reads_back_and_its_verdicts_are_recomputed_from_the_published_seeds(tmp_path):
+@pytest.mark.parametrize("recorded, frames", [(RECORDED, [0, 20000]), (RECORDED_40K, [0, 20000, 40000])])
+def test_the_recorded_official_run_reads_back_and_its_verdicts_are_recomputed_from_the_published_seeds(
+        tmp_path, recorded, frames):
     # A finished run (eval.csv present) is judged again without a checkout or any training.
     out = tmp_path / "run"
     out.mkdir()
-    (out / "eval.csv").write_bytes((RECORDED / "eval.csv").read_bytes())
+    (out / "eval.csv").write_bytes((recorded / "eval.csv").read_bytes())
     done = _bench(tmp_path / "no-checkout", "--out", out)
     assert done.returncode == 0, done.stderr
     with open(out / "verdict.csv", newline="") as f:
         fresh = list(csv.DictReader(f))
-    with open(RECORDED / "verdict.csv", newline="") as f:
+    with open(recorded / "verdict.csv", newline="") as f:
         kept = list(csv.DictReader(f))
-    assert fresh == kept and [int(r["frame"]) for r in fresh] == [0, 20000]
+    assert fresh == kept and [int(r["frame"]) for r in fresh] == frames
     assert all(r["published_seeds"] == "10" and r["agent"] == "alix-official" for r in fresh)
     assert done.stdout.splitlines()[-1].startswith("alix-official cartpole_balance_sparse seed 1: ")
+
+
+def test_the_official_run_continued_from_snapshots_is_the_uninterrupted_one_to_20k():
+    """docs/validation.md's full-scale check of the resume, on the kept files: the 40k run, stopped
+    at 6k and continued, evaluates and trains as the 20k run made in one piece, bit for bit."""
+    def rows(folder, name, limit=20000):
+        with open(folder / name, newline="") as f:
+            return [{k: v for k, v in r.items() if k not in ("fps", "total_time")}
+                    for r in csv.DictReader(f) if int(r["frame"]) <= limit]
+
+    assert json.loads((RECORDED_40K / "meta.json").read_text())["starts"][1]["snapshot"] is True
+    train = rows(RECORDED_40K, "train.csv")
+    assert train == rows(RECORDED, "train.csv") and len(train) == 16  # 5k-20k
+    assert rows(RECORDED_40K, "eval.csv") == rows(RECORDED, "eval.csv")
 
 
 def test_official_files_are_read_into_our_columns(tmp_path):
