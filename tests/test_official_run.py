@@ -221,7 +221,8 @@ def _workspace():
     return types.SimpleNamespace(
         agent=_Agent(), timer=timer, _global_step=1000, _global_episode=2, global_frame=2000,
         replay_buffer=_Buffer(), train_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}),
-        eval_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}))
+        eval_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}),
+        device=torch.device("cpu"))
 
 
 def test_a_snapshot_put_back_continues_as_the_uninterrupted_run(tmp_path):

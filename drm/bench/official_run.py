@@ -24,7 +24,6 @@ import argparse
 import csv
 import json
 import os
-import random
 import runpy
 import shutil
 import subprocess
@@ -326,17 +325,17 @@ def save(workspace, hook: _Hook, before_reset: dict, path: Path) -> None:
     snapshot's keys (the whole agent, timer, counters) plus what it leaves out. Taken at an
     episode's end, after the official loop reset the environment and added the first observation
     to the buffer, so it keeps the training environment's random state from before that reset."""
-    import numpy as np
     import torch
+
+    from drm.cell.snapshot import rng_states
 
     agent = workspace.agent
     del agent.update  # the hook is not part of the agent's state
     try:
         state = dict(agent=agent, timer=workspace.timer, _global_step=workspace._global_step,
                      _global_episode=workspace._global_episode, replay_buffer=packed(workspace.replay_buffer),
-                     random=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-                     cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                     train_env=before_reset, eval_env=workspace.eval_env.task.random.get_state(),
+                     rng=rng_states(workspace.device), train_env=before_reset,
+                     eval_env=workspace.eval_env.task.random.get_state(),
                      nd=list(hook.nd), saved_at=time.time())
         torch.save(state, path.with_suffix(".tmp"))
         os.replace(path.with_suffix(".tmp"), path)  # a run stopped while saving keeps the last one
@@ -349,19 +348,14 @@ def restore(workspace, state: dict, hook_path: Path, target: float) -> _Hook:
     agent. The official loop starts by resetting the environment and adding the first observation:
     with the random state from before the snapshot's reset it gets the same episode, and the buffer
     (which holds that observation already) skips the one add."""
-    import numpy as np
-    import torch
+    from drm.cell.snapshot import set_rng_states
 
     pause = time.time() - state["saved_at"]
     for key in ("agent", "timer", "_global_step", "_global_episode"):
         setattr(workspace, key, state[key])
     workspace.timer._start_time += pause  # the official timer's times leave the pause out
     workspace.timer._last_time += pause
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    set_rng_states(state["rng"], workspace.device)
     workspace.train_env.task.random.set_state(state["train_env"])
     workspace.eval_env.task.random.set_state(state["eval_env"])
     buffer = workspace.replay_buffer = unpacked(state["replay_buffer"], workspace.replay_buffer)
