@@ -158,6 +158,34 @@ def test_the_official_run_continued_from_snapshots_is_the_uninterrupted_one_to_2
     assert rows(RECORDED_40K, "eval.csv") == rows(RECORDED, "eval.csv")
 
 
+def test_stopping_the_tool_stops_the_official_child(tmp_path):
+    # `kill PID` of the tool must not leave its child training beside the next start.
+    child, training = tmp_path / "child.pid", tmp_path / "training.py"
+    training.write_text(f"import os, time\nopen({str(child)!r}, 'w').write(str(os.getpid()))\ntime.sleep(120)\n")
+    script = f"import sys\nfrom drm.bench import official_run\nsys.exit(official_run.run_child([sys.executable, {str(training)!r}]))\n"
+    tool = subprocess.Popen([sys.executable, "-c", script], env=dict(os.environ, PYTHONPATH=str(REPO)),
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 60
+        while not (child.is_file() and child.read_text()) and time.time() < deadline:
+            time.sleep(0.1)
+        pid = int(child.read_text())
+        tool.terminate()
+        _, err = tool.communicate(timeout=30)
+    finally:
+        tool.kill()
+    assert tool.returncode == 1
+    assert err.strip().splitlines()[-1].startswith(f"{PROG}: stopped (signal 15); the same command continues")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_run_within_the_seed_frames_has_no_training_rows(tmp_path):
+    # The official loop writes train.csv only once updates ran (measured: 3,000 of 4,000 seed frames).
+    (tmp_path / "lix.csv").write_text("frame,lix_nd_score,lix_s\n")
+    assert official_run.official_train(tmp_path / "train.csv", tmp_path / "lix.csv") == []
+
+
 def test_official_files_are_read_into_our_columns(tmp_path):
     # The official logger sorts its columns by name and writes floats; ours are the harness's.
     (tmp_path / "eval.csv").write_text("episode,episode_length,episode_reward,frame,step,total_time\n"
@@ -238,7 +266,8 @@ def _workspace():
     return types.SimpleNamespace(
         agent=_Agent(), timer=timer, _global_step=1000, _global_episode=2, global_frame=2000,
         replay_buffer=_Buffer(), train_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}),
-        eval_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}))
+        eval_env=suite.load("cartpole", "balance_sparse", task_kwargs={"random": 1}),
+        device=torch.device("cpu"))
 
 
 def test_a_snapshot_put_back_continues_as_the_uninterrupted_run(tmp_path):
@@ -267,7 +296,7 @@ def test_a_snapshot_put_back_continues_as_the_uninterrupted_run(tmp_path):
     run.replay_buffer.add(8)
 
     back = _workspace()
-    state = torch.load(tmp_path / "resume.pt", weights_only=False)
+    state = official_run.load(tmp_path / "resume.pt")
     assert "update" not in vars(state["agent"])  # saved without the hook (which lives in __main__)
     state["saved_at"] -= 100  # stopped for 100 s
     restored = official_run.restore(back, state, path, 0.535)
@@ -285,3 +314,26 @@ def test_a_snapshot_put_back_continues_as_the_uninterrupted_run(tmp_path):
     assert torch.equal(back.agent.net.weight, run.agent.net.weight)
     assert path.read_text().splitlines() == ["frame,lix_nd_score,lix_s", "1000,0.7,0.9", "2000,0.6,1.0"]
     assert back.timer._start_time - run.timer._start_time == pytest.approx(100, abs=5)
+
+
+def test_a_damaged_snapshot_falls_back_to_the_one_before(tmp_path, capsys):
+    """Each snapshot is read back before it replaces the last, which is kept: a newest one
+    damaged on disk is set aside (said so) and the run continues from the one before; with
+    neither readable, one line and nothing deleted."""
+    run, path = _workspace(), tmp_path / "resume.pt"
+    hook = official_run._Hook(run.agent, tmp_path / "lix.csv", 0.535)
+    run.agent.update = hook
+    official_run.save(run, hook, run.train_env.task.random.get_state(), path)
+    run._global_step = 2000
+    official_run.save(run, hook, run.train_env.task.random.get_state(), path)
+    assert official_run.has_snapshot(path) and official_run.load(path)["step"] == 2000
+    path.write_bytes(path.read_bytes()[:1000])  # cut short, as a full disk leaves it
+    assert official_run.load(path)["step"] == 1000
+    assert "resume.pt cannot be read" in capsys.readouterr().out
+    assert (tmp_path / "resume.pt.unreadable").is_file() and official_run.has_snapshot(path)
+    (tmp_path / "resume.prev.pt").write_bytes(b"not a snapshot")
+    with pytest.raises(SystemExit, match="no readable snapshot to continue from in "):
+        official_run.load(path)
+    assert not official_run.has_snapshot(path)
+    assert sorted(p.name for p in tmp_path.glob("resume*")) == [
+        "resume.prev.pt.unreadable", "resume.pt.unreadable"]

@@ -12,7 +12,8 @@ each update (the official code logs neither), so the run's train.csv has them pe
 does. The official snapshot leaves out the replay buffer (it lives in memory), so this tool takes
 its own at an episode's end every --snapshot-every frames: the whole official state a run needs to
 go on as if never stopped (agent, buffer, counters, timer, random states, both environments'
-random states). The same command continues an unfinished run from it.
+random states), written as the cell's are (read back before it replaces the previous one, which
+is kept). The same command continues an unfinished run from the newest readable one.
 
 Writes to --out: eval.csv and train.csv (our columns), verdict.csv (each evaluation against the
 published DrQ-v2 seeds), official_config.yaml (the config Hydra composed), run.log (the official
@@ -24,9 +25,9 @@ import argparse
 import csv
 import json
 import os
-import random
 import runpy
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -125,10 +126,14 @@ def official_eval(path: Path) -> list[dict]:
 
 
 def official_train(path: Path, hooked: Path) -> list[dict]:
-    """The official train.csv's episode rows, each with the hook's S and ND at its frame."""
+    """The official train.csv's episode rows, each with the hook's S and ND at its frame. The
+    official loop logs an episode only once updates ran, so a run that ended within its seed
+    frames has no train.csv: no rows."""
     with open(hooked, newline="") as f:
         by_frame = {int(r["frame"]): r for r in csv.DictReader(f)}
     rows = []
+    if not path.is_file():
+        return rows
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             frame = int(float(r["frame"]))
@@ -175,7 +180,7 @@ def continued(work: Path, argv: list[str], official_commit: str | None) -> dict 
     if not work.exists():
         return None
     keep = f"or delete {work} to train again from frame 0"
-    if not (work / SNAPSHOT).is_file() or not (work / "settings.json").is_file():
+    if not has_snapshot(work / SNAPSHOT) or not (work / "settings.json").is_file():
         raise SystemExit(f"{PROG}: {work} holds an unfinished official run without a snapshot to "
                          f"continue from (one is taken every --snapshot-every frames): {keep}")
     first = json.loads((work / "settings.json").read_text())
@@ -188,6 +193,21 @@ def continued(work: Path, argv: list[str], official_commit: str | None) -> dict 
                          f"{first['official'].get('commit')}, the checkout is at {official_commit}: "
                          f"check that commit out to continue it, {keep}")
     return first
+
+
+def run_child(argv: list[str], **popen) -> int:
+    """Runs the child to its end; its exit status. A SIGTERM to this process (`kill`, a batch
+    system's stop) stops the child too, which would otherwise train on beside the next start of
+    the same run and write over its snapshot."""
+    def stop(signum, frame):
+        raise SystemExit(f"{PROG}: stopped (signal {signum}); the same command continues the run "
+                         "from its last snapshot")
+
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        return subprocess.run(argv, **popen).returncode  # on SystemExit it kills the child
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 def run(args) -> Path:
@@ -214,17 +234,17 @@ def run(args) -> Path:
         (work / "settings.json").write_text(json.dumps(first, indent=2) + "\n")
     with open(work / "starts.jsonl", "a") as f:
         f.write(json.dumps(dict(at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                                threads=args.threads, snapshot=(work / SNAPSHOT).is_file(), **code)) + "\n")
+                                threads=args.threads, snapshot=has_snapshot(work / SNAPSHOT), **code)) + "\n")
     settings = dict(official=str(official), threads=args.threads, hooked=str(work / "lix.csv"),
                     snapshot=str((work / SNAPSHOT).resolve()), snapshot_every=args.snapshot_every,
                     argv=argv)
     path = os.pathsep.join(p for p in (str(official), str(REPO), os.environ.get("PYTHONPATH")) if p)
     env = {**os.environ, "PYTHONPATH": path, "OMP_NUM_THREADS": str(args.threads)}
     with open(out / "run.log", "a") as log:
-        done = subprocess.run([sys.executable, "-m", __name__, json.dumps(settings)], cwd=official,
-                              env=env, stdout=log, stderr=subprocess.STDOUT)
-    if done.returncode != 0:
-        raise SystemExit(f"{PROG}: the official run failed (exit {done.returncode}); its output is "
+        returncode = run_child([sys.executable, "-m", __name__, json.dumps(settings)], cwd=official,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    if returncode != 0:
+        raise SystemExit(f"{PROG}: the official run failed (exit {returncode}); its output is "
                          f"in {out / 'run.log'}, its files in {work}; the same command continues it "
                          "from its last snapshot")
     write_csv(out / "train.csv", official_train(work / "train.csv", work / "lix.csv"),
@@ -326,22 +346,40 @@ def save(workspace, hook: _Hook, before_reset: dict, path: Path) -> None:
     snapshot's keys (the whole agent, timer, counters) plus what it leaves out. Taken at an
     episode's end, after the official loop reset the environment and added the first observation
     to the buffer, so it keeps the training environment's random state from before that reset."""
-    import numpy as np
-    import torch
+    from drm.cell import snapshot
 
     agent = workspace.agent
     del agent.update  # the hook is not part of the agent's state
     try:
-        state = dict(agent=agent, timer=workspace.timer, _global_step=workspace._global_step,
+        state = dict(agent=agent, timer=workspace.timer, step=workspace._global_step,
                      _global_episode=workspace._global_episode, replay_buffer=packed(workspace.replay_buffer),
-                     random=random.getstate(), numpy=np.random.get_state(), torch=torch.get_rng_state(),
-                     cuda=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-                     train_env=before_reset, eval_env=workspace.eval_env.task.random.get_state(),
+                     rng=snapshot.rng_states(workspace.device), train_env=before_reset,
+                     eval_env=workspace.eval_env.task.random.get_state(),
                      nd=list(hook.nd), saved_at=time.time())
-        torch.save(state, path.with_suffix(".tmp"))
-        os.replace(path.with_suffix(".tmp"), path)  # a run stopped while saving keeps the last one
+        snapshot.save(path, state)  # read back before it replaces the last one, which is kept
     finally:
         agent.update = hook
+
+
+def has_snapshot(path: Path) -> bool:
+    """Whether a run has a snapshot to continue from: `path`, or the one before it."""
+    from drm.cell.snapshot import previous
+
+    return path.is_file() or previous(path).is_file()
+
+
+def load(path: Path) -> dict:
+    """The newest readable snapshot, `path` or the one before it (a damaged one is set aside,
+    and said so); a run without either stops in one line."""
+    from drm.cell.snapshot import load_newest
+
+    state, used, notes = load_newest(path, map_location=None)  # the agent back on its device
+    for note in notes:
+        print(f"{PROG}: {note}", flush=True)
+    if state is None:
+        raise SystemExit(f"{PROG}: no readable snapshot to continue from in {path.parent}; "
+                         f"delete {path.parent} to train again from frame 0")
+    return state
 
 
 def restore(workspace, state: dict, hook_path: Path, target: float) -> _Hook:
@@ -349,19 +387,15 @@ def restore(workspace, state: dict, hook_path: Path, target: float) -> _Hook:
     agent. The official loop starts by resetting the environment and adding the first observation:
     with the random state from before the snapshot's reset it gets the same episode, and the buffer
     (which holds that observation already) skips the one add."""
-    import numpy as np
-    import torch
+    from drm.cell.snapshot import set_rng_states
 
     pause = time.time() - state["saved_at"]
-    for key in ("agent", "timer", "_global_step", "_global_episode"):
+    for key in ("agent", "timer", "_global_episode"):
         setattr(workspace, key, state[key])
+    workspace._global_step = state["step"]
     workspace.timer._start_time += pause  # the official timer's times leave the pause out
     workspace.timer._last_time += pause
-    random.setstate(state["random"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    set_rng_states(state["rng"], workspace.device)
     workspace.train_env.task.random.set_state(state["train_env"])
     workspace.eval_env.task.random.set_state(state["eval_env"])
     buffer = workspace.replay_buffer = unpacked(state["replay_buffer"], workspace.replay_buffer)
@@ -414,7 +448,7 @@ def child(settings: dict) -> None:
                 save(self, self.hook, self.before_reset, Path(settings["snapshot"]))
 
         def load_snapshot(self):  # the official main calls it when work/snapshot.pt exists
-            state = torch.load(settings["snapshot"], weights_only=False)
+            state = load(Path(settings["snapshot"]))
             self.hook = restore(self, state, Path(settings["hooked"]), self.target)
             print(f"continued from the snapshot at frame {self.global_frame}", flush=True)
 
@@ -422,7 +456,7 @@ def child(settings: dict) -> None:
     # a Python package), and that main takes Workspace from the imported `train`, hooked here.
     train.Workspace = Hooked
     official_snapshot = Path(settings["snapshot"]).parent / "snapshot.pt"  # what the official main resumes from
-    if Path(settings["snapshot"]).is_file():
+    if has_snapshot(Path(settings["snapshot"])):
         official_snapshot.touch()  # our load_snapshot reads ours
     runpy.run_path(train.__file__, run_name="__main__")
 

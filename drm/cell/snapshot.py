@@ -127,15 +127,15 @@ def set_aside(path: Path) -> Path:
     return bad
 
 
-def load_newest(path: Path) -> tuple[dict | None, Path | None, list[str]]:
+def load_newest(path: Path, map_location="cpu") -> tuple[dict | None, Path | None, list[str]]:
     """The newest readable snapshot among `path` and its previous one, which file that was, and
-    a note for each file that could not be read (set aside)."""
+    a note for each file that could not be read (set aside). `map_location` as torch.load's."""
     notes = []
     for candidate in (Path(path), previous(path)):
         if not candidate.exists():
             continue
         try:
-            state = torch.load(candidate, map_location="cpu", weights_only=False)
+            state = torch.load(candidate, map_location=map_location, weights_only=False)
             if not isinstance(state, dict) or "step" not in state:
                 raise ValueError("not a snapshot of this harness")
             return state, candidate, notes
