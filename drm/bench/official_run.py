@@ -373,7 +373,7 @@ def load(path: Path) -> dict:
     and said so); a run without either stops in one line."""
     from drm.cell.snapshot import load_newest
 
-    state, used, notes = load_newest(path, map_location=None)  # the agent back on its device
+    state, _, notes = load_newest(path, map_location=None)  # the agent back on its device
     for note in notes:
         print(f"{PROG}: {note}", flush=True)
     if state is None:
