@@ -129,11 +129,11 @@ def official_train(path: Path, hooked: Path) -> list[dict]:
     """The official train.csv's episode rows, each with the hook's S and ND at its frame. The
     official loop logs an episode only once updates ran, so a run that ended within its seed
     frames has no train.csv: no rows."""
+    if not path.is_file():
+        return []
     with open(hooked, newline="") as f:
         by_frame = {int(r["frame"]): r for r in csv.DictReader(f)}
     rows = []
-    if not path.is_file():
-        return rows
     with open(path, newline="") as f:
         for r in csv.DictReader(f):
             frame = int(float(r["frame"]))
